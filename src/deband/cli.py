@@ -1,0 +1,158 @@
+"""The `deband` command: parse, validate, call the library. Errors are one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError
+
+EPILOG_IMAGE = """examples:
+  deband image photo.png -o photo-clean.png          16-bit PNG out (default)
+  deband image shots/ -o clean/ --compare             a folder, with before/after pictures
+  deband image sky.jpg -o sky.png --steps 8           more steps: more natural gradients
+  deband image sky.png -o sky-8bit.png --bit-depth 8  8-bit with dither
+  deband image big.tif -o big-clean.tif --tile 1024   smaller tiles: less memory
+"""
+
+EPILOG_TRAIN = """examples:
+  deband train --out runs/mine                        train with the default config
+  deband train --out runs/mine --resume               continue an interrupted run
+  deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
+  torchrun --nproc_per_node 2 -m deband.train --out runs/ddp   data-parallel
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code USAGE
+        raise DebandError(f"{self.prog}: {message}", USAGE)
+
+
+def _int_range(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    return parse
+
+
+def _strength(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def _add_restore_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=_int_range(1, 100), default=4, help="INDI steps (default 4)")
+    p.add_argument("--strength", type=_strength, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=_int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
+    p.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="deband", description="Remove banding from images and videos.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    img = sub.add_parser("image", help="deband image files or folders", epilog=EPILOG_IMAGE,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    img.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    img.add_argument("-o", "--output", type=Path, required=True, help="output file (one input) or folder")
+    img.add_argument("--bit-depth", type=int, choices=[8, 16], default=16, help="16 (default) or 8 with dither")
+    img.add_argument("--format", choices=["png", "tif"], default="png", help="format of files written to a folder")
+    img.add_argument("--compare", action="store_true", help="also write NAME-compare.png (before | after)")
+    img.add_argument("--max-pixels", type=_int_range(1, 10**12), default=None,
+                     help="refuse larger images (default 300 000 000)")
+    _add_restore_options(img)
+    from deband.train import add_arguments as add_train_arguments
+
+    tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(tr)
+    return p
+
+
+def _debander(args: argparse.Namespace):
+    from deband.checkpoint import WeightsError
+    from deband.restore import Debander
+
+    try:
+        return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
+                             tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed)
+    except WeightsError as e:
+        raise DebandError(str(e), UNREADABLE) from None
+    except RuntimeError as e:
+        raise DebandError(str(e), USAGE) from None
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from deband.images import ImageOptions, run_batch
+    from deband.io import DEFAULT_MAX_PIXELS, list_inputs
+
+    inputs = list_inputs(args.inputs)
+    if not inputs:
+        raise DebandError("no images found in the given folders", UNREADABLE)
+    opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
+                        compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+    report = run_batch(inputs, args.output, _debander(args), opts, progress=sys.stderr.isatty())
+    for path in report.written:
+        print(path)
+    if report.failed:
+        for _, err in report.failed:
+            print(f"deband: error: {err}", file=sys.stderr)
+        print(f"deband: {len(report.failed)} of {len(inputs)} image(s) failed", file=sys.stderr)
+        return max(err.code for _, err in report.failed)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deband.train import config_from_args, train
+
+    train(config_from_args(args), args.out, args.resume, args.device)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "image":
+            return cmd_image(args)
+        if args.command == "train":
+            return cmd_train(args)
+        raise DebandError(f"unknown command {args.command}", USAGE)
+    except DebandError as e:
+        if debug:
+            raise
+        print(f"deband: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("deband: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("deband: error: out of memory (try a smaller --tile)", file=sys.stderr)
+        return RESOURCES
+    except OSError as e:
+        if debug:
+            raise
+        print(f"deband: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return OUTPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

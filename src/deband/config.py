@@ -1,0 +1,105 @@
+"""Configuration as frozen dataclasses, saved and loaded as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    in_channels: int = 3  # RGB in, RGB out
+    unshuffle: int = 4  # space-to-depth factor of the stem (full-res detail enters as channels)
+    channels: tuple[int, ...] = (32, 64, 96, 128, 128)  # one entry per level; each level halves H, W
+    blocks: int = 1  # residual blocks per level, in the encoder and in the decoder
+    time_dim: int = 64  # width of the sinusoidal time embedding
+    refine: int = 8  # width of the full-resolution refinement convs (0: none)
+
+    @property
+    def multiple(self) -> int:
+        """Input H and W are padded to a multiple of this."""
+        return self.unshuffle * 2 ** (len(self.channels) - 1)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    patch: int = 256  # training patch side in pixels
+    natural_fraction: float = 0.15  # share of patches cut from bundled natural photos
+    folders: tuple[str, ...] = ()  # extra folders of clean images (8/16-bit PNG/TIFF/JPEG)
+    codec_probability: float = 0.1  # share of pairs banded by a real codec (JPEG/H.264/H.265)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    pixel: str = "l2"  # "l1" | "l2" | "charbonnier"
+    pixel_weight: float = 1.0
+    fft: str = "magphase"  # "magphase" | "reim" (L1 on raw real/imag parts) | "none"
+    fft_weight: float = 5e-4  # the FFT term is ~1000x the pixel MSE at identity
+    phase_weight: float = 1.0  # weight of the phase term inside the magphase loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    steps: int = 6000  # optimiser steps
+    batch: int = 8  # patches per step per process
+    lr: float = 2e-3  # peak AdamW learning rate
+    weight_decay: float = 1e-4
+    warmup: int = 300  # linear warm-up steps before cosine decay
+    ema: float = 0.999  # EMA decay of the exported weights
+    t_one_fraction: float = 0.3  # share of training t set exactly to 1 (one-step restoration)
+    eps: float = 0.0  # INDI noise level epsilon (0: deterministic)
+    curriculum: tuple[tuple[float, int], ...] = ((0.0, 128), (0.2, 256), (0.7, 384))  # (progress, patch)
+    val_every: int = 500  # steps between validations
+    val_images: int = 12  # fixed held-out synthetic images
+    val_size: int = 384  # side of each validation image
+    ckpt_every: int = 250  # steps between checkpoints
+    seed: int = 0
+    bf16: bool = False  # bf16 autocast (slower than fp32 on CPUs without native bf16)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls: type[T], data: dict) -> T:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in _NESTED:
+            value = _build(_NESTED[f.name], value)
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[f.name] = value
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return cls(**kwargs)
+
+
+_NESTED = {"model": ModelConfig, "data": DataConfig, "loss": LossConfig}
+
+
+def model_config_from_dict(data: dict) -> ModelConfig:
+    return _build(ModelConfig, data)
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    return _build(TrainConfig, data)
+
+
+def save_json(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return train_config_from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,47 @@
+"""Paired (clean, banded) patches, synthesised on the fly."""
+
+from __future__ import annotations
+
+import torch
+
+from deband.config import DataConfig
+from deband.degrade import quantize, random_degrade
+from deband.sources import bundled_photos, folder_images, load_clean, procedural_scene, random_crop
+
+
+class PairSampler:
+    """Draws batches of (clean, banded) patches from procedural scenes, bundled photos and
+    user folders, banded by `random_degrade`. Deterministic given the generator.
+    """
+
+    def __init__(self, config: DataConfig, generator: torch.Generator):
+        self.config = config
+        self.g = generator
+        self.photos = bundled_photos() if config.natural_fraction > 0 else []
+        self.files = [p for folder in config.folders for p in folder_images(folder)]
+
+    def clean(self, size: int) -> torch.Tensor:
+        """One clean patch, shape (3, size, size), float32 on [0, 1]."""
+        u = torch.rand((), generator=self.g).item()
+        if u < self.config.natural_fraction and (self.photos or self.files):
+            pool_size = len(self.photos) + len(self.files)
+            i = int(torch.randint(0, pool_size, (), generator=self.g))
+            img = self.photos[i] if i < len(self.photos) else load_clean(self.files[i - len(self.photos)])
+            return random_crop(img, size, self.g)
+        return procedural_scene(size, size, self.g)
+
+    def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1]."""
+        clean = torch.stack([self.clean(size) for _ in range(n)])
+        banded = torch.stack([random_degrade(c, self.g, self.config.codec_probability) for c in clean])
+        return clean, banded
+
+
+def validation_set(n: int, size: int, seed: int = 10_000, bits: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed held-out set: n procedural scenes (seeds unlike training's) re-quantised to `bits`.
+
+    Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1].
+    """
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.stack([procedural_scene(size, size, g) for _ in range(n)])
+    return clean, quantize(clean, bits)

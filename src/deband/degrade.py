@@ -1,0 +1,139 @@
+"""Banding synthesis: turn a clean image into a banded one the way banding really arises.
+
+Every degradation is a deterministic function of a clean image, plus a `random_*` wrapper
+drawing its parameters from a `torch.Generator`. Images are (c, h, w) or (b, c, h, w)
+float32 tensors on [0, 1], RGB (c = 3).
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from deband.colour import rgb_to_ycbcr, ycbcr_to_rgb
+
+
+def quantize(x: torch.Tensor, bits: int | float) -> torch.Tensor:
+    """Uniform re-quantisation to 2**bits levels per channel (round to nearest)."""
+    levels = 2.0**bits - 1
+    return torch.round(x.clamp(0, 1) * levels) / levels
+
+
+def requantize_ycbcr(
+    x: torch.Tensor, luma_bits: float | None, chroma_bits: float | None, matrix: str = "bt709", passes: int = 1
+) -> torch.Tensor:
+    """Re-quantise Y' and/or CbCr (None leaves a component alone), `passes` times."""
+    for _ in range(passes):
+        ycc = rgb_to_ycbcr(x, matrix)
+        y, cb, cr = ycc.unbind(-3)
+        if luma_bits is not None:
+            y = quantize(y, luma_bits)
+        if chroma_bits is not None:
+            cb, cr = (quantize(c + 0.5, chroma_bits) - 0.5 for c in (cb, cr))
+        x = ycbcr_to_rgb(torch.stack([y, cb, cr], dim=-3), matrix).clamp(0, 1)
+    return x
+
+
+def dark_stretch(x: torch.Tensor, bits: int, gain: float) -> torch.Tensor:
+    """A dark capture quantised to `bits` then brightened by `gain`: steps grow `gain` times."""
+    return (quantize(x / gain, bits) * gain).clamp(0, 1)
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip through Pillow (4:2:0). x: shape (3, h, w)."""
+    buf = io.BytesIO()
+    Image.fromarray(_to_uint8(x)).save(buf, format="JPEG", quality=int(quality))
+    return _from_uint8(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+
+
+def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
+    """One frame through H.264 ("libx264") or H.265 ("libx265") at `crf`, via PyAV.
+
+    x: shape (3, h, w); h and w are cropped to even sizes for 4:2:0 and padded back.
+    """
+    if codec not in ("libx264", "libx265"):
+        raise ValueError(f"unsupported codec {codec!r}")
+    _, h, w = x.shape
+    he, we = h - h % 2, w - w % 2
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        stream = out.add_stream(codec, rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = we, he, "yuv420p"
+        opts = {"crf": str(crf), "preset": "ultrafast"}
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=none"
+        stream.options = opts
+        frame = av.VideoFrame.from_ndarray(_to_uint8(x[:, :he, :we]), format="rgb24")
+        frame.pts, frame.time_base = 0, Fraction(1, 25)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf, "r") as inp:
+        decoded = next(inp.decode(video=0)).to_ndarray(format="rgb24")
+    y = _from_uint8(decoded)
+    return torch.nn.functional.pad(y[None], (0, w - we, 0, h - he), mode="replicate")[0]
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _from_uint8(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
+
+
+# --- random wrappers -------------------------------------------------------------------
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * torch.rand((), generator=g).item()
+
+
+def _randint(g: torch.Generator, lo: int, hi: int) -> int:
+    """Integer in [lo, hi]."""
+    return int(torch.randint(lo, hi + 1, (), generator=g).item())
+
+
+def random_quantize(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return quantize(x, _randint(g, 3, 8))
+
+
+def random_requantize_ycbcr(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Luma 5-7 bits and chroma 5-6 bits (sometimes only one of them), sometimes twice."""
+    choice = _randint(g, 0, 3)
+    luma_bits = None if choice == 0 else float(_randint(g, 5, 7))
+    chroma_bits = None if choice == 1 else float(_randint(g, 5, 6))
+    matrix = "bt601" if _uniform(g, 0, 1) < 0.3 else "bt709"
+    return requantize_ycbcr(x, luma_bits, chroma_bits, matrix, passes=1 + int(_uniform(g, 0, 1) < 0.3))
+
+
+def random_dark_stretch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return dark_stretch(x, 8, _uniform(g, 2.0, 6.0))
+
+
+def random_codec(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """x: shape (3, h, w). JPEG q 30-85, or H.264/H.265 at CRF 28-40."""
+    choice = _randint(g, 0, 2)
+    if choice == 0:
+        return jpeg(x, _randint(g, 30, 85))
+    return video_codec(x, "libx264" if choice == 1 else "libx265", _randint(g, 28, 40))
+
+
+def random_degrade(x: torch.Tensor, g: torch.Generator, codec_probability: float = 0.1) -> torch.Tensor:
+    """One banded version of a clean image x of shape (3, h, w), with a random mechanism."""
+    u = _uniform(g, 0, 1)
+    if u < codec_probability:
+        return random_codec(x, g)
+    u = (u - codec_probability) / (1 - codec_probability)
+    if u < 0.4:
+        return random_quantize(x, g)
+    if u < 0.8:
+        return random_requantize_ycbcr(x, g)
+    return random_dark_stretch(x, g)

@@ -1,0 +1,105 @@
+"""The image job: read, restore, write (atomically), and an optional comparison picture."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deband.errors import OUTPUT, RESOURCES, DebandError
+from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, quantise_output, read_image, write_image
+from deband.restore import Debander
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    bit_depth: int = 16  # 16 keeps the restored gradient; 8 is dithered
+    suffix: str = ".png"  # output format when writing into a folder
+    overwrite: bool = False
+    compare: bool = False  # also write NAME-compare.png: before | after, and contrast-boosted
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class BatchReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, DebandError]] = field(default_factory=list)
+
+
+def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
+    """One output per input: `out` itself for a single input with an image suffix, else out/NAME."""
+    if len(inputs) == 1 and out.suffix.lower() in WRITE_SUFFIXES:
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise DebandError(f"{out}: exists and is not a folder (several inputs need an output folder)", OUTPUT)
+    paths = [out / (p.stem + suffix) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, paths):
+        if dst in seen:
+            raise DebandError(f"{src} and {seen[dst]} would both be written to {dst}", OUTPUT)
+        seen[dst] = src
+    return paths
+
+
+def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions) -> None:
+    """Restore one file into dst. Raises DebandError on any user-facing failure."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise DebandError(f"{dst}: output would replace the input; choose another name", OUTPUT)
+    if dst.exists() and not opts.overwrite:
+        raise DebandError(f"{dst}: already exists (use --overwrite to replace it)", OUTPUT)
+    pic = read_image(src, opts.max_pixels)
+    try:
+        restored = debander.restore(pic.pixels)
+    except MemoryError:
+        raise DebandError(f"{src}: out of memory (try a smaller --tile)", RESOURCES) from None
+    write_image(dst, quantise_output(restored, opts.bit_depth, seed=debander.seed), pic.icc, opts.overwrite)
+    if opts.compare:
+        before = pic.pixels.astype(np.float32) / (65535 if pic.bit_depth == 16 else 255)
+        path = dst.with_name(dst.stem + "-compare.png")
+        write_image(path, comparison(before, restored), overwrite=True)
+
+
+def run_batch(inputs: list[Path], out: Path, debander: Debander, opts: ImageOptions, progress: bool = True) -> BatchReport:
+    """Restore every input; failures are collected, not raised, so the batch goes on."""
+    from tqdm import tqdm
+
+    if (len(inputs) > 1 or out.suffix.lower() not in WRITE_SUFFIXES) and not out.exists():
+        out.mkdir(parents=True)
+    report = BatchReport()
+    bar = tqdm(list(zip(inputs, output_paths(inputs, out, opts.suffix))), disable=not progress, unit="image")
+    for src, dst in bar:
+        bar.set_postfix_str(src.name)
+        try:
+            process_image(src, dst, debander, opts)
+            report.written.append(dst)
+        except DebandError as e:
+            report.failed.append((src, e))
+            log.error("%s", e)
+    return report
+
+
+def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
+    """An 8-bit picture: before | after on top, the same with contrast x4 below (bands show).
+
+    before, after: (h, w[, c]) float32 on [0, 1]. Returns (H, W, 3) uint8.
+    """
+    def rgb(x: np.ndarray) -> np.ndarray:
+        x = x[..., None] if x.ndim == 2 else x
+        return np.repeat(x[..., :1], 3, 2) if x.shape[2] < 3 else x[..., :3]
+
+    a, b = rgb(before), rgb(after)
+    mean = a.mean(axis=(0, 1), keepdims=True)
+    boost = lambda x: np.clip((x - mean) * 4 + 0.5, 0, 1)  # noqa: E731
+    gap = np.ones((a.shape[0], max(2, a.shape[1] // 200), 3), np.float32)
+    top = np.concatenate([a, gap, b], axis=1)
+    bottom = np.concatenate([boost(a), gap, boost(b)], axis=1)
+    grid = np.concatenate([top, np.ones((gap.shape[1], top.shape[1], 3), np.float32), bottom], axis=0)
+    scale = min(1.0, max_width / grid.shape[1])
+    if scale < 1:
+        grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return quantise_output(grid, 8)

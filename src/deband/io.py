@@ -1,0 +1,260 @@
+"""Bit-exact image I/O: 8/16-bit PNG and TIFF, JPEG; gray, RGB, alpha; ICC and EXIF orientation.
+
+Pixels travel as numpy arrays of shape (h, w) or (h, w, c) in RGB(A) order; uint8/uint16 as
+stored, float32 on [0, 1] once converted. 16-bit PNG/TIFF are decoded with OpenCV because
+Pillow reads 16-bit RGB as 8-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED, DebandError
+
+READ_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")
+WRITE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+DEFAULT_MAX_PIXELS = 300_000_000  # ~17 000 x 17 000
+
+Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours, checked before decoding
+
+
+@dataclass
+class Picture:
+    """Decoded pixels plus what must survive the round trip.
+
+    pixels: (h, w) or (h, w, c), c in 1..4, RGB(A) order, uint8 or uint16 as stored.
+    icc: the embedded ICC profile, if any.
+    """
+
+    pixels: np.ndarray
+    icc: bytes | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    def rgb(self) -> np.ndarray:
+        """(h, w, 3) float32 on [0, 1]: gray replicated, alpha dropped."""
+        x = self.pixels.astype(np.float32) / (65535 if self.bit_depth == 16 else 255)
+        if x.ndim == 2:
+            x = x[..., None]
+        return np.repeat(x[..., :1], 3, axis=2) if x.shape[2] < 3 else x[..., :3]
+
+
+def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]:
+    """(format, icc, exif orientation) from the header only; refuses oversized images."""
+    try:
+        with Image.open(path) as im:
+            fmt, (w, h) = im.format or "", im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise DebandError(
+                    f"{path}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}"
+                    " (raise it with --max-pixels)",
+                    RESOURCES,
+                )
+            icc = im.info.get("icc_profile")
+            orientation = im.getexif().get(0x0112, 1)
+    except UnidentifiedImageError:
+        with path.open("rb") as f:
+            magic = f.read(4)
+        if magic in (b"II*\x00", b"MM\x00*"):  # a TIFF Pillow cannot open
+            return "TIFF", None, 1
+        raise DebandError(f"{path}: not an image deband can read", UNSUPPORTED) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DebandError(f"{path}: unreadable image ({e})", UNREADABLE) from None
+    return fmt, icc, orientation
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read an image exactly as stored, EXIF orientation applied."""
+    path = Path(path)
+    if path.is_dir():
+        raise DebandError(f"{path}: is a folder, expected an image file", UNREADABLE)
+    if not path.is_file():
+        raise DebandError(f"{path}: no such file", UNREADABLE)
+    if path.stat().st_size == 0:
+        raise DebandError(f"{path}: empty file", UNREADABLE)
+    fmt, icc, orientation = _header(path, max_pixels)
+    pixels = _decode_tiff(path) if fmt == "TIFF" else _decode_cv2(path) if fmt == "PNG" else None
+    if pixels is None:
+        pixels = _decode_pil(path)
+    return Picture(_orient(pixels, orientation), icc)
+
+
+def _decode_cv2(path: Path) -> np.ndarray | None:
+    """16-bit-safe decode; None when OpenCV declines (palette or exotic TIFF: Pillow's turn)."""
+    data = np.fromfile(path, dtype=np.uint8)  # also handles non-ASCII paths
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype not in (np.uint8, np.uint16):
+        return None
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+    return arr
+
+
+def _decode_tiff(path: Path) -> np.ndarray | None:
+    """TIFF through tifffile (exact 8/16-bit, any channel count); None: Pillow's turn."""
+    import tifffile
+
+    try:
+        arr = tifffile.imread(path)
+    except Exception:  # noqa: BLE001 - tifffile raises many types; Pillow gives the user error
+        return None
+    if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] > 4):
+        return None
+    return arr
+
+
+def _decode_pil(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(im, dtype=np.uint32).clip(0, 65535).astype(np.uint16)
+            target = {"L": "L", "LA": "LA", "RGBA": "RGBA", "PA": "RGBA"}.get(im.mode)
+            if im.mode == "P":
+                target = "RGBA" if "transparency" in im.info else "RGB"
+            return np.asarray(im.convert(target or "RGB"))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DebandError(f"{path}: unreadable or truncated image ({e})", UNREADABLE) from None
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (h, w[, c]) array."""
+    ops = {2: "f", 3: "r2", 4: "f r2", 5: "t", 6: "r3", 7: "t r2", 8: "r1"}.get(orientation, "")
+    for op in ops.split():
+        if op == "f":
+            pixels = pixels[:, ::-1]
+        elif op == "t":
+            pixels = np.swapaxes(pixels, 0, 1)
+        else:
+            pixels = np.rot90(pixels, int(op[1]))
+    return np.ascontiguousarray(pixels)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def quantise_output(x: np.ndarray, bit_depth: int, dither: bool = True, seed: int = 0) -> np.ndarray:
+    """float32 [0, 1] -> uint16, or uint8 with TPDF dither (+-1 LSB) so bands do not return."""
+    x = np.clip(x, 0, 1)
+    if bit_depth == 16:
+        return np.round(x * 65535).astype(np.uint16)
+    if bit_depth != 8:
+        raise ValueError("bit_depth must be 8 or 16")
+    v = x * 255
+    if dither:
+        rng = np.random.default_rng(seed)
+        v = v + (rng.random(x.shape, dtype=np.float32) - rng.random(x.shape, dtype=np.float32))
+    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def atomic_path(dst: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside dst; on success rename it to dst, on failure remove it."""
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise DebandError(f"{dst}: already exists (use --overwrite to replace it)", OUTPUT)
+    if not dst.parent.is_dir():
+        raise DebandError(f"{dst.parent}: output folder does not exist", OUTPUT)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".partial" + dst.suffix, dir=dst.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    except OSError as e:
+        raise DebandError(f"{dst.parent}: cannot write there ({e.strerror})", OUTPUT) from None
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dst)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_image(
+    path: str | Path, pixels: np.ndarray, icc: bytes | None = None, overwrite: bool = False
+) -> None:
+    """Write uint8/uint16 RGB(A)/gray pixels atomically as PNG, TIFF or JPEG (8-bit only)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise DebandError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .png or .tif", OUTPUT)
+    if suffix in (".jpg", ".jpeg") and pixels.dtype != np.uint8:
+        raise DebandError(f"{path}: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8", OUTPUT)
+    with atomic_path(path, overwrite) as tmp:
+        try:
+            _encode(tmp, suffix, pixels, icc)
+        except OSError as e:
+            raise DebandError(f"{path}: write failed ({e.strerror or e})", OUTPUT) from None
+
+
+
+def _encode(tmp: Path, suffix: str, pixels: np.ndarray, icc: bytes | None) -> None:
+    if suffix in (".jpg", ".jpeg"):
+        colour = pixels if pixels.ndim == 2 else pixels[..., : 1 if pixels.shape[2] < 3 else 3]
+        Image.fromarray(np.squeeze(colour)).save(tmp, format="JPEG", quality=95, icc_profile=icc, subsampling=0)
+        return
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        extratags = [(34675, "B", len(icc), icc, True)] if icc else []
+        photometric = "minisblack" if pixels.ndim == 2 or pixels.shape[2] < 3 else "rgb"
+        extrasamples = "unassalpha" if pixels.ndim == 3 and pixels.shape[2] in (2, 4) else None
+        tifffile.imwrite(tmp, pixels, photometric=photometric, extratags=extratags,
+                         compression="zlib", extrasamples=extrasamples)
+        return
+    arr = pixels
+    if arr.ndim == 3 and arr.shape[2] == 2:  # PNG through OpenCV has no gray+alpha: write RGBA
+        arr = np.concatenate([np.repeat(arr[..., :1], 3, axis=2), arr[..., 1:]], axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    data = _with_icc(buf.tobytes(), icc) if icc else buf.tobytes()
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _with_icc(png: bytes, icc: bytes) -> bytes:
+    """Insert an iCCP chunk right after IHDR (PNG header 8 bytes + IHDR 25 bytes)."""
+    body = b"ICC profile\x00\x00" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    return png[:33] + chunk + png[33:]
+
+
+def list_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files as given, and the images inside given folders (sorted, not recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in READ_SUFFIXES and q.is_file())
+        else:
+            out.append(p)
+    return out
+

@@ -1,0 +1,113 @@
+"""The restoration network F(x_t, t) -> x0_hat: a compact, fully convolutional U-Net.
+
+Bands are tens to hundreds of pixels wide, so a pixel inside a flat band can only be
+restored by a network that sees the band's edges. The stem folds 2x2 pixels into channels
+(space-to-depth) and every level halves the resolution again: with the default five levels
+the deepest features sit at 1/32 scale and the receptive field spans several hundred pixels
+while the cost per full-resolution pixel stays small. There is no normalisation over space
+and no global pooling, so a tile of an image gives the same result as the whole image away
+from its border.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deband.config import ModelConfig
+
+
+def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of t.
+
+    t (Tensor): shape (b,), range [0, 1]. Returns shape (b, dim), float32.
+    """
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(1000.0) / half))
+    args = t.float()[:, None] * 1000.0 * freqs[None]  # (b, half)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """conv-act-FiLM(t)-conv with an identity shortcut; starts as the identity."""
+
+    def __init__(self, ch: int, time_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.film = nn.Linear(time_dim, 2 * ch)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(temb)[:, :, None, None].chunk(2, dim=1)  # (b, ch, 1, 1) each
+        h = self.conv1(F.silu(x))
+        h = h * (1 + scale) + shift
+        return x + self.conv2(F.silu(h))
+
+
+class UNet(nn.Module):
+    """Predicts the clean image from x_t and t.
+
+    forward(x_t, t): x_t (Tensor) shape (b, c, h, w), range about [0, 1], float32;
+    t (Tensor) shape (b,) or scalar, range [0, 1]. Returns x0_hat, same shape as x_t.
+    Any h, w: the input is padded to a multiple of `config.multiple` and cropped back.
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        c, r, chs = config.in_channels, config.unshuffle, config.channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(config.time_dim, config.time_dim), nn.SiLU(), nn.Linear(config.time_dim, config.time_dim)
+        )
+        self.stem = nn.Conv2d(c * r * r, chs[0], 3, padding=1)
+        self.enc = nn.ModuleList(
+            nn.ModuleList(ResBlock(ch, config.time_dim) for _ in range(config.blocks)) for ch in chs
+        )
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 2, stride=2) for a, b in zip(chs[:-1], chs[1:]))
+        self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(chs[:-1], chs[1:]))
+        self.dec = nn.ModuleList(
+            nn.ModuleList(ResBlock(ch, config.time_dim) for _ in range(config.blocks)) for ch in chs[:-1]
+        )
+        self.head = nn.Conv2d(chs[0], c * r * r, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        if config.refine:  # full resolution: sharpens the correction at band edges
+            self.refine = nn.Sequential(
+                nn.Conv2d(2 * c, config.refine, 3, padding=1), nn.SiLU(), nn.Conv2d(config.refine, c, 3, padding=1)
+            )
+            nn.init.zeros_(self.refine[2].weight)
+            nn.init.zeros_(self.refine[2].bias)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        b, _, h, w = x_t.shape
+        t = torch.as_tensor(t, dtype=torch.float32, device=x_t.device).reshape(-1).expand(b)
+        temb = self.time_mlp(time_features(t, self.config.time_dim))  # (b, time_dim)
+        m = self.config.multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = F.pad(x_t, (0, pw, 0, ph), mode="replicate") if ph or pw else x_t
+        feat = self.stem(F.pixel_unshuffle(x, self.config.unshuffle) * 2 - 1)  # (b, c0, H/r, W/r)
+        skips = []
+        for level, blocks in enumerate(self.enc):
+            if level > 0:
+                feat = self.down[level - 1](feat)  # halve H, W
+            for block in blocks:
+                feat = block(feat, temb)
+            skips.append(feat)
+        for level in reversed(range(len(self.dec))):
+            feat = F.interpolate(self.up[level](feat), scale_factor=2.0, mode="nearest")
+            feat = feat + skips[level]  # additive skip
+            for block in self.dec[level]:
+                feat = block(feat, temb)
+        residual = F.pixel_shuffle(self.head(F.silu(feat)), self.config.unshuffle)  # (b, c, H, W)
+        if self.config.refine:
+            residual = residual + self.refine(torch.cat([x * 2 - 1, residual * 10], dim=1))
+        return (x + residual.to(x.dtype))[:, :, :h, :w]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,148 @@
+"""Inference: tiles with overlap and seamless blending, devices, strength, channels.
+
+`Debander.load().restore(array)` restores one image of any size in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deband.checkpoint import load_model
+from deband.indi import sample
+
+TileFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available; 'cuda' without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}")
+    return torch.device(device)
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins along one axis: stride tile - overlap, the last tile flush with the end."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+def _ramp(n: int, overlap: int, has_prev: bool) -> torch.Tensor:
+    """Blend weight along one axis of a tile: 0 -> 1 over `overlap` where a previous tile lies."""
+    r = torch.ones(n)
+    if has_prev and overlap > 0:
+        k = min(overlap, n)
+        r[:k] = (torch.arange(k, dtype=torch.float32) + 0.5) / overlap
+    return r
+
+
+def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """Apply fn tile by tile and blend the overlaps; an identity fn returns x bit-exactly.
+
+    x (Tensor): shape (b, c, h, w). fn maps (b, c, th, tw) -> same shape. Tiles are placed
+    in raster order and each is blended into what is already there with out + a * (tile - out),
+    a ramping from 0 to 1 across the overlap with earlier tiles, so equal values stay exact.
+    """
+    if overlap * 2 >= tile:
+        raise ValueError("tile must be more than twice the overlap")
+    _, _, h, w = x.shape
+    out = torch.empty_like(x)
+    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    for i, top in enumerate(ys):
+        for j, left in enumerate(xs):
+            th, tw = min(tile, h), min(tile, w)
+            patch = fn(x[:, :, top : top + th, left : left + tw]).to(out.dtype)
+            a = _ramp(th, overlap, i > 0)[:, None] * _ramp(tw, overlap, j > 0)[None, :]  # (th, tw)
+            region = out[:, :, top : top + th, left : left + tw]
+            if i == 0 and j == 0:
+                region.copy_(patch)
+            else:
+                region.copy_(torch.where(a >= 1, patch, region + a.to(out.device) * (patch - region)))
+    return out
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """(top, left) of every tile, in the order `tiled` visits them."""
+    for top in _starts(h, tile, overlap):
+        for left in _starts(w, tile, overlap):
+            yield top, left
+
+
+@dataclass
+class Debander:
+    """A loaded restorer with its inference settings.
+
+    steps: INDI iterations; strength: t_start in (0, 1] (1 removes all banding the model
+    sees, less is gentler); tile/overlap: tile side and overlap in pixels; seed: fixes the
+    start noise when eps > 0 (the same for every frame of a video).
+    """
+
+    model: torch.nn.Module
+    device: torch.device = torch.device("cpu")
+    steps: int = 4
+    strength: float = 1.0
+    tile: int = 2048
+    overlap: int = 256
+    eps: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
+        """The shipped default model (or `weights`) on `device`, with inference `settings`."""
+        dev = resolve_device(device)
+        model = load_model(weights).to(dev).to(memory_format=torch.channels_last)
+        return cls(model=model, device=dev, **settings)
+
+    def _denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(x_t.contiguous(memory_format=torch.channels_last), t).float()
+
+    def _restore_tile(self, y: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.seed) if self.eps > 0 else None
+        y = y.to(self.device, torch.float32)
+        return sample(self._denoiser, y, self.steps, self.strength, self.eps, g).clamp(0, 1).cpu()
+
+    @torch.inference_mode()
+    def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
+        return tiled(self._restore_tile, rgb.float(), self.tile, self.overlap)
+
+    def restore(self, image: np.ndarray) -> np.ndarray:
+        """Restore one image.
+
+        image (ndarray): shape (h, w), (h, w, 1|2|3|4); uint8, uint16 or float32 on [0, 1].
+        Returns float32 on [0, 1] with the same shape; alpha is passed through untouched and
+        gray is restored as gray.
+        """
+        x = to_float(image)
+        squeeze = x.ndim == 2
+        if squeeze:
+            x = x[..., None]
+        c = x.shape[2]
+        colour, alpha = (x[..., :3], x[..., 3:]) if c >= 3 else (x[..., :1], x[..., 1:])
+        rgb = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None]  # (1, 1|3, h, w)
+        out = self.restore_batch(rgb.expand(1, 3, *rgb.shape[2:]))[0]
+        out = out.mean(0, keepdim=True) if colour.shape[2] == 1 else out
+        res = np.concatenate([out.permute(1, 2, 0).numpy(), alpha], axis=2)
+        return res[..., 0] if squeeze else res
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float image -> float32 on [0, 1] (same shape)."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535
+    if np.issubdtype(image.dtype, np.floating):
+        return np.clip(image.astype(np.float32), 0, 1)
+    raise ValueError(f"unsupported pixel type {image.dtype}")

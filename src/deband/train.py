@@ -1,0 +1,258 @@
+"""Training loop for the INDI restorer, assembled from small helpers.
+
+Single process: `deband train --out runs/x`. Data-parallel: `torchrun --nproc_per_node N
+-m deband.train --out runs/x` (gloo on CPU, nccl on CUDA). Rank 0 logs, validates and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from deband.checkpoint import load_training_state, save_training_state, save_weights, unwrap
+from deband.config import TrainConfig, load_train_config, save_json
+from deband.data import PairSampler, validation_set
+from deband.indi import interpolate, sample, sample_t
+from deband.losses import RestorationLoss
+from deband.metrics import psnr
+from deband.model import UNet, count_parameters
+
+log = logging.getLogger(__name__)
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); joins the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to 1 % of it."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def patch_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(patch side, batch) for this step: the curriculum grows patches, keeping pixels per step."""
+    progress = step / max(1, cfg.steps)
+    patch = cfg.curriculum[0][1]
+    for start, size in cfg.curriculum:
+        if progress >= start:
+            patch = size
+    batch = max(1, round(cfg.batch * (cfg.data.patch / patch) ** 2))
+    return patch, batch
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), unwrap(model).parameters()):
+        pe.lerp_(pm.detach(), 1 - decay)
+
+
+# --- one step, validation ------------------------------------------------------------------
+
+
+def train_step(model, opt, loss_fn, clean, banded, cfg: TrainConfig, g: torch.Generator, device) -> float:
+    t = sample_t(clean.shape[0], g, cfg.t_one_fraction)
+    noise = torch.randn(clean.shape, generator=g) if cfg.eps > 0 else None
+    x_t = interpolate(clean, banded, t, cfg.eps, noise)
+    x_t, clean, t = (v.to(device, non_blocking=True) for v in (x_t, clean, t))
+    x_t = x_t.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        pred = model(x_t, t)
+    loss = loss_fn(pred.float(), clean).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def validate(model, val: tuple[torch.Tensor, torch.Tensor], device, steps=(1, 4)) -> dict[str, float]:
+    """Mean PSNR (dB) of the banded input and of INDI restorations on the fixed set."""
+    clean, banded = val
+    out = {"psnr_input": psnr(banded, clean).mean().item()}
+    for n in steps:
+        restored = torch.cat(
+            [sample(model, b[None].to(device), n).cpu().clamp(0, 1) for b in banded]
+        )
+        out[f"psnr_{n}step"] = psnr(restored, clean).mean().item()
+    return out
+
+
+# --- state -------------------------------------------------------------------------------
+
+
+def _state(model, ema, opt, step: int, g: torch.Generator) -> dict:
+    return {
+        "model": unwrap(model).state_dict(),
+        "ema": ema.state_dict(),
+        "opt": opt.state_dict(),
+        "step": step,
+        "rng": g.get_state(),
+    }
+
+
+def _restore(path: Path, model, ema, opt, g: torch.Generator) -> int:
+    state = load_training_state(path)
+    unwrap(model).load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    g.set_state(state["rng"])
+    return int(state["step"])
+
+
+class Logger:
+    """CSV log (and TensorBoard when installed) written by rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled, self.path, self.tb = enabled, out / "log.csv", None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"))
+        except Exception:  # noqa: BLE001 - TensorBoard is optional
+            self.tb = None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "key", "value"])
+            for k, v in values.items():
+                w.writerow([step, k, f"{v:.6g}"])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str = "auto") -> Path:
+    """Train a model; returns the path of the exported EMA weights (rank 0's view)."""
+    rank, world, dev = setup_distributed(device)
+    out = Path(out)
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(cfg, out / "config.json")
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = UNet(cfg.model).to(dev).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step = _restore(out / "state.pt", model, ema, opt, g) if resume and (out / "state.pt").exists() else 0
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    sampler, loss_fn = PairSampler(cfg.data, g), RestorationLoss(cfg.loss)
+    val = validation_set(cfg.val_images, cfg.val_size) if main else None
+    logger = Logger(out, main)
+    if main:
+        log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
+    t0, seen = time.time(), 0
+    while step < cfg.steps:
+        patch, batch = patch_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        clean, banded = sampler.batch(batch, patch)
+        loss = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev)
+        ema_update(ema, model, cfg.ema if step > cfg.warmup else 0.9)
+        step, seen = step + 1, seen + batch * world
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3g}", patch=patch, rate=f"{seen / (time.time() - t0):.1f}/s")
+        _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "model.safetensors"
+
+
+def _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch) -> None:
+    if not main:
+        return
+    logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
+    if step % cfg.val_every == 0 or step == cfg.steps:
+        metrics = validate(ema, val, dev)
+        logger.write(step, metrics)
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        save_training_state(out / "state.pt", _state(model, ema, opt, step, g))
+        save_weights(ema, out / "model.safetensors", {"step": step})
+
+
+# --- command line (also used by torchrun) -------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, weights")
+    p.add_argument("--config", help="JSON TrainConfig to start from (defaults otherwise)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--steps", type=int, help="override the number of optimiser steps")
+    p.add_argument("--batch", type=int, help="override patches per step per process")
+    p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
+    p.add_argument("--folder", action="append", default=[], help="extra folder of clean images (repeatable)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    resumed = Path(args.out) / "config.json"
+    if args.config:
+        cfg = load_train_config(args.config)
+    elif args.resume and resumed.exists():
+        cfg = load_train_config(resumed)
+    else:
+        cfg = TrainConfig()
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    if args.batch is not None:
+        cfg = replace(cfg, batch=args.batch)
+    if args.loss is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, fft=args.loss))
+    if args.folder:
+        cfg = replace(cfg, data=replace(cfg.data, folders=tuple(cfg.data.folders) + tuple(args.folder)))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deband.train", description=__doc__)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    train(config_from_args(args), args.out, args.resume, args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from deband.config import ModelConfig
+from deband.model import UNet
+
+TINY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16)
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give the zero-initialised layers small random weights so the net is not the identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model() -> UNet:
+    torch.manual_seed(0)
+    return randomised(UNet(TINY))
+
+
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_model):
+    from deband.checkpoint import save_weights
+
+    path = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, path)
+    return path

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from deband.restore import Debander, tiled, to_float
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (97, 131), (300, 257)])
+@pytest.mark.parametrize("tile,overlap", [(64, 16), (100, 33), (128, 0)])
+def test_identity_through_tiler_is_bit_exact(h, w, tile, overlap):
+    x = torch.rand(2, 3, h, w)
+    assert torch.equal(tiled(lambda t: t.clone(), x, tile, overlap), x)
+
+
+def test_tiler_blends_smoothly():
+    x = torch.zeros(1, 1, 64, 200)
+    calls = []
+
+    def fn(t):
+        calls.append(1)
+        return torch.full_like(t, float(len(calls)))
+
+    out = tiled(fn, x, 64, 24)[0, 0, 0]
+    assert len(calls) > 2
+    assert (out[1:] - out[:-1]).abs().max() < 0.1  # no seams: ramps, not steps
+
+
+def test_tiler_rejects_large_overlap():
+    with pytest.raises(ValueError):
+        tiled(lambda t: t, torch.rand(1, 3, 8, 8), 64, 32)
+
+
+def test_tiled_restore_matches_whole_image_in_the_interior(tiny_model):
+    x = torch.rand(1, 3, 160, 160)
+    whole = Debander(tiny_model, steps=2, tile=1024).restore_batch(x)
+    tiles = Debander(tiny_model, steps=2, tile=128, overlap=48).restore_batch(x)
+    assert (whole - tiles).abs().mean() < 0.01
+
+
+@pytest.mark.parametrize("shape,dtype", [((9, 7), np.uint8), ((9, 7, 1), np.uint16), ((9, 7, 2), np.uint8),
+                                         ((9, 7, 3), np.float32), ((9, 7, 4), np.uint16)])
+def test_restore_shape_contract_and_alpha_untouched(tiny_model, shape, dtype):
+    rng = np.random.default_rng(0)
+    hi = 1 if dtype == np.float32 else np.iinfo(dtype).max
+    img = (rng.random(shape) * hi).astype(dtype)
+    out = Debander(tiny_model, steps=2).restore(img)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 1
+    if len(shape) == 3 and shape[2] in (2, 4):
+        assert np.array_equal(out[..., -1], to_float(img)[..., -1])
+
+
+def test_untrained_model_restores_to_the_input():
+    from conftest import TINY
+
+    from deband.model import UNet
+
+    img = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    assert np.allclose(Debander(UNet(TINY).eval(), steps=3).restore(img), img, atol=1e-6)
+
+
+def test_to_float_rejects_other_types():
+    with pytest.raises(ValueError):
+        to_float(np.zeros((2, 2), np.int32))

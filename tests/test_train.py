@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import torch
+
+from deband.checkpoint import load_model
+from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
+from deband.train import lr_at, patch_at, train
+
+TINY_TRAIN = TrainConfig(
+    model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
+    data=DataConfig(patch=64, natural_fraction=0.5, codec_probability=0.2),
+    steps=6, batch=2, warmup=2, val_every=3, val_images=2, val_size=64, ckpt_every=3,
+    curriculum=((0.0, 32), (0.5, 64)),
+)
+
+
+def test_config_json_round_trip(tmp_path):
+    save_json(TINY_TRAIN, tmp_path / "c.json")
+    assert load_train_config(tmp_path / "c.json") == TINY_TRAIN
+
+
+def test_schedules():
+    cfg = TrainConfig(steps=1000, warmup=100, lr=1e-3)
+    assert lr_at(0, cfg) < lr_at(99, cfg) <= 1e-3
+    assert lr_at(999, cfg) < 0.05e-3
+    assert patch_at(0, cfg)[0] == 128 and patch_at(999, cfg)[0] == 384
+    assert patch_at(0, cfg)[1] > patch_at(999, cfg)[1]
+
+
+def test_train_writes_weights_log_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    weights = train(TINY_TRAIN, out)
+    assert weights.is_file() and (out / "state.pt").is_file() and (out / "config.json").is_file()
+    log = (out / "log.csv").read_text()
+    assert "psnr_input" in log and "psnr_1step" in log
+    before = load_model(weights)
+    train(replace(TINY_TRAIN, steps=9), out, resume=True)
+    rows = [r.split(",") for r in (out / "log.csv").read_text().splitlines()[1:]]
+    assert max(int(r[0]) for r in rows) == 9
+    after = load_model(weights)
+    x = torch.rand(1, 3, 32, 32)
+    assert not torch.equal(before(x, torch.ones(1)), after(x, torch.ones(1)))
+
+
+def test_torchrun_two_processes(tmp_path):
+    cfg_path = tmp_path / "tiny.json"
+    save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "deband.train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 process(es)" in proc.stderr + proc.stdout
+    assert load_model(tmp_path / "ddp" / "model.safetensors") is not None
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["steps"] == 3

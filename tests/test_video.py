@@ -1,0 +1,482 @@
+"""deband.video: tiny clips made on the fly with PyAV (64x48, 10-20 frames)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deband.colour import rgb_to_ycbcr
+from deband.config import ModelConfig
+from deband.model import UNet
+from deband.restore import Debander
+from deband.video import (
+    VideoError,
+    VideoOptions,
+    codes_to_frame,
+    deband_video,
+    read_video_rgb,
+    temporal_flicker,
+)
+
+FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
+W, H = 64, 48
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def planes_for(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
+    """Frame i of a test clip as 8-bit Y'CbCr codes: a luma ramp with a moving bar,
+    a chroma ramp, and a static top-left block (for flicker)."""
+    sx, sy = (2, 2) if "420" in fmt else (2, 1) if "422" in fmt else (1, 1)
+    y = np.tile(np.linspace(20, 230, w), (h, 1))
+    y[:, (i * 3) % w : (i * 3) % w + 5] = 200
+    y[: h // 3, : w // 3] = 90
+    hc, wc = -(-h // sy), -(-w // sx)
+    cb = np.tile(np.linspace(100, 160, wc), (hc, 1))
+    cr = np.tile(np.linspace(150, 110, hc)[:, None], (1, wc))
+    return [a.round().astype(np.uint8) for a in (y, cb, cr)]
+
+
+def add_audio(out: av.container.OutputContainer, seconds: float, codec: str = "aac",
+              language: str = "eng") -> av.stream.Stream:
+    st = out.add_stream(codec, rate=48000)
+    st.metadata["language"] = language
+    st.layout = "mono"
+    return st
+
+
+def encode_audio(out, st, seconds: float, tone: float) -> None:
+    n = 1024 if st.codec_context.name == "aac" else 960
+    for k in range(int(seconds * 48000 / n) + 1):
+        t = (np.arange(n) + k * n) / 48000
+        data = (0.2 * np.sin(2 * np.pi * tone * t))[None].astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, k * n
+        for p in st.encode(frame):
+            out.mux(p)
+    for p in st.encode():
+        out.mux(p)
+
+
+def make_clip(path: Path, n: int = 12, size: tuple[int, int] = (W, H), codec: str = "libx264",
+              pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None,
+              audio: int = 0, subtitles: bool = False, tags: tuple[int, int, int, int] = (1, 1, 1, 1),
+              rotation: int | None = None, planes=planes_for) -> Path:
+    """Write a clip: n frames, optional AAC/Opus tracks and SubRip/ASS subtitle tracks.
+
+    tags: (primaries, trc, colorspace, range) as FFmpeg enums (0/2 = unspecified)."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        out.metadata["title"] = "test clip"
+        vs = out.add_stream(codec, rate=25, options={"preset": "ultrafast"} if "lib" in codec else {})
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        if time_base is not None:
+            vs.time_base = vs.codec_context.time_base = time_base
+        vs.color_primaries, vs.color_trc, vs.colorspace, vs.color_range = tags
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
+        tracks = [add_audio(out, n / 25, "aac" if k == 0 else "libopus", ("eng", "deu")[k % 2])
+                  for k in range(audio)]
+        subs = []
+        if subtitles:
+            subs = [out.add_mux_stream("subrip", time_base=Fraction(1, 1000))]
+            subs[0].metadata["language"] = "fra"
+        for i in range(n):
+            frame = codes_to_frame(planes(i, w, h, pix_fmt), pix_fmt, w, h)
+            frame.pts = i if pts is None else pts[i]
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        for k, st in enumerate(tracks):
+            encode_audio(out, st, n / 25, 440 * (k + 1))
+        for k, st in enumerate(subs):
+            for j, text in enumerate([b"first line", b"second line"]):
+                pk = av.Packet(text)
+                pk.stream, pk.time_base = st, Fraction(1, 1000)
+                pk.pts = pk.dts = 40 + 200 * j
+                pk.duration = 120
+                out.mux(pk)
+    return path
+
+
+def video_pts(path: Path) -> list[Fraction]:
+    """Presentation times (seconds) of every decoded video frame."""
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+        return [f.pts * tb for f in c.decode(video=0)]
+
+
+def packets(path: Path, index: int) -> list[tuple[bytes, Fraction]]:
+    """(bytes, pts seconds) of every packet of stream `index`."""
+    with av.open(str(path)) as c:
+        st = c.streams[index]
+        return [(bytes(p), p.pts * p.time_base) for p in c.demux(st) if p.size]
+
+
+def plane_codes(path: Path) -> list[list[np.ndarray]]:
+    """Integer code planes of every frame (uint8/uint16 -> int64)."""
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            dt = np.uint8 if f.format.name in ("yuv420p", "yuv422p", "yuv444p", "yuvj420p") else "<u2"
+            out.append([np.frombuffer(p, dt).reshape(p.height, -1)[:, : p.width].astype(np.int64)
+                        for p in f.planes])
+    return out
+
+
+def stream_info(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        cc = v.codec_context
+        frame = next(c.decode(video=0))
+        return dict(pix_fmt=v.pix_fmt, codec=cc.name, width=v.width, height=v.height,
+                    profile=v.profile, tags=(cc.color_primaries, cc.color_trc, cc.colorspace,
+                                             cc.color_range),
+                    frame_tags=(frame.color_primaries, frame.color_trc, frame.colorspace,
+                                frame.color_range),
+                    rotation=frame.rotation, types=[s.type for s in c.streams],
+                    title=c.metadata.get("title"), duration=c.duration,
+                    languages=[s.metadata.get("language") for s in c.streams])
+
+
+class Blur:
+    """Stand-in restorer: 5x5 box blur (changes frames; deterministic, so no flicker)."""
+
+    def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(rgb, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+
+
+class Explode:
+    """Stand-in restorer that raises `error` once more than 3 frames went through."""
+
+    def __init__(self, error: BaseException):
+        self.error, self.seen = error, 0
+
+    def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
+        self.seen += rgb.shape[0]
+        if self.seen > 3:
+            raise self.error
+        return rgb
+
+
+@pytest.fixture(scope="module")
+def identity() -> Debander:
+    """An untrained UNet: zero-initialised heads make it exactly the identity."""
+    return Debander(model=UNet(ModelConfig(channels=(8, 8, 8), refine=0)).eval(), steps=1)
+
+
+@pytest.fixture(scope="module")
+def h264_aac(tmp_path_factory) -> Path:
+    """H.264 + AAC in MP4, BT.709 limited, rotated 90 degrees."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "in.mp4", audio=1, rotation=90)
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def test_h264_aac_keeps_timing_audio_and_tags(h264_aac, tmp_path, identity):
+    dst = tmp_path / "out.mp4"
+    report = deband_video(h264_aac, dst, identity, VideoOptions(**FAST), progress=False)
+    assert report.frames_in == report.frames_out == 12 and report.skipped_packets == 0
+    assert video_pts(dst) == video_pts(h264_aac)
+    src_audio, dst_audio = packets(h264_aac, 1), packets(dst, 1)
+    assert len(src_audio) > 5 and dst_audio == src_audio  # byte-identical, same times
+    i, o = stream_info(h264_aac), stream_info(dst)
+    assert (o["codec"], o["pix_fmt"]) == ("hevc", "yuv420p10le")
+    assert o["tags"] == i["tags"] == (1, 1, 1, 1) and o["frame_tags"] == i["frame_tags"]
+    assert o["rotation"] == i["rotation"] == 90
+    assert o["title"] == "test clip"
+    assert abs(o["duration"] - i["duration"]) <= 1000  # microseconds
+    assert report.fps > 0 and report.model_s > 0
+
+
+def test_mkv_output_and_libx264_high10(h264_aac, tmp_path, identity):
+    dst = tmp_path / "out.mkv"
+    deband_video(h264_aac, dst, identity, VideoOptions(codec="libx264", **FAST), progress=False)
+    o = stream_info(dst)
+    assert (o["codec"], o["pix_fmt"], o["profile"]) == ("h264", "yuv420p10le", "High 10")
+    assert video_pts(dst) == video_pts(h264_aac)
+    assert [b for b, _ in packets(dst, 1)] == [b for b, _ in packets(h264_aac, 1)]
+
+
+@pytest.mark.parametrize(
+    "ext, tb",
+    [("mp4", Fraction(1, 90000)), ("mkv", Fraction(1, 1000))],  # Matroska stores 1 ms ticks
+)
+def test_vfr_timestamps_kept(tmp_path, identity, ext, tb):
+    ticks = [0, 30, 40, 90, 95, 150, 210, 220, 300, 310]  # hundredths of a second, irregular
+    pts = [t * int(1 / tb) // 100 for t in ticks]
+    src = make_clip(tmp_path / f"vfr.{ext}", n=10, pts=pts, time_base=tb, audio=1)
+    dst = tmp_path / f"out.{ext}"
+    report = deband_video(src, dst, identity, VideoOptions(**FAST), progress=False)
+    assert report.frames_out == 10
+    assert video_pts(dst) == video_pts(src) == [Fraction(t, 100) for t in ticks]
+
+
+def test_no_audio(tmp_path, identity):
+    src = make_clip(tmp_path / "in.mkv", n=6)
+    report = deband_video(src, tmp_path / "out.mkv", identity, VideoOptions(**FAST), progress=False)
+    assert report.frames_out == 6
+    assert stream_info(tmp_path / "out.mkv")["types"] == ["video"]
+
+
+def test_two_audio_tracks_and_subtitles_are_copied(tmp_path, identity):
+    src = make_clip(tmp_path / "in.mkv", n=12, audio=2, subtitles=True)
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, identity, VideoOptions(**FAST), progress=False)
+    i, o = stream_info(src), stream_info(dst)
+    assert o["types"] == i["types"] == ["video", "audio", "audio", "subtitle"]
+    assert o["languages"][1:] == ["eng", "deu", "fra"]
+    for index in (1, 2, 3):
+        assert packets(dst, index) == packets(src, index)
+    assert packets(dst, 3)[0][0] == b"first line"
+
+
+def test_corrupt_packet_is_skipped(tmp_path, identity, caplog):
+    good = make_clip(tmp_path / "good.mkv", n=10, codec="ffv1")
+    bad = tmp_path / "bad.mkv"
+    with av.open(str(good)) as inp, av.open(str(bad), "w") as out:
+        st = out.add_stream_from_template(inp.streams.video[0])
+        for k, p in enumerate(q for q in inp.demux() if q.size):
+            if k == 5:  # same timing, random payload
+                junk = av.Packet(np.random.default_rng(0).integers(0, 256, p.size, np.uint8).tobytes())
+                junk.pts, junk.dts, junk.time_base, junk.duration = p.pts, p.dts, p.time_base, p.duration
+                p = junk
+            p.stream = st
+            out.mux(p)
+    report = deband_video(bad, tmp_path / "out.mkv", identity, VideoOptions(**FAST), progress=False)
+    assert report.skipped_packets == 1 and report.frames_out == 9
+    assert "corrupt" in caplog.text
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def encode_rgb(rgb: tuple[float, float, float], matrix: str, full: bool) -> list[int]:
+    """Oracle: 8-bit Y'CbCr codes of one R'G'B' colour (H.273 levels)."""
+    y, cb, cr = rgb_to_ycbcr(torch.tensor(rgb)[:, None, None], matrix).flatten().tolist()
+    if full:
+        return [round(255 * y), round(128 + 255 * cb), round(128 + 255 * cr)]
+    return [round(16 + 219 * y), round(128 + 224 * cb), round(128 + 224 * cr)]
+
+
+@pytest.mark.parametrize(
+    "size, tags, matrix, full",
+    [
+        ((W, H), (1, 1, 1, 1), "bt709", False),  # tagged BT.709 limited
+        ((W, H), (2, 2, 2, 0), "bt601", False),  # untagged SD -> BT.601
+        ((1280, 720), (2, 2, 2, 0), "bt709", False),  # untagged HD -> BT.709
+        ((W, H), (1, 1, 1, 2), "bt709", True),  # tagged full range
+        ((W, H), (5, 6, 6, 1), "bt601", False),  # tagged BT.601 (smpte170m)
+    ],
+)
+def test_known_colour_round_trips(tmp_path, identity, size, tags, matrix, full):
+    colour = (0.8, 0.3, 0.15)
+    codes = encode_rgb(colour, matrix, full)
+
+    def flat(i, w, h, fmt):
+        return [np.full((h, w), codes[0], np.uint8)] + [np.full((h // 2, w // 2), c, np.uint8)
+                                                        for c in codes[1:]]
+
+    src = make_clip(tmp_path / "flat.mkv", n=2, size=size, codec="ffv1", tags=tags, planes=flat)
+    got = read_video_rgb(src, max_frames=1)[0, :, 0, 0]
+    assert torch.allclose(got, torch.tensor(colour), atol=1 / 255)
+    if size == (W, H):  # through the whole pipeline at 10 bits
+        dst = tmp_path / "out.mkv"
+        deband_video(src, dst, identity, VideoOptions(codec="ffv1"), progress=False)
+        out = read_video_rgb(dst)[:, :, 0, 0]
+        assert torch.allclose(out, torch.tensor(colour).expand_as(out), atol=1 / 255)
+        assert stream_info(dst)["tags"][3] == (2 if full else 1)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p"])
+def test_identity_is_bit_exact_at_10_bits(tmp_path, identity, pix_fmt):
+    src = make_clip(tmp_path / "in.mkv", n=5, codec="ffv1", pix_fmt=pix_fmt)
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, identity, VideoOptions(codec="ffv1", batch=2), progress=False)
+    assert stream_info(dst)["pix_fmt"] == pix_fmt + "10le"
+    for a, b in zip(plane_codes(src), plane_codes(dst), strict=True):
+        for pa, pb in zip(a, b, strict=True):
+            np.testing.assert_array_equal(pa * 4, pb)  # limited range: 10-bit = 4 x 8-bit
+
+
+def test_eight_bit_output_is_dithered_without_flicker(tmp_path, identity):
+    def static(i, w, h, fmt):
+        return planes_for(0, w, h, fmt)
+
+    src = make_clip(tmp_path / "in.mkv", n=6, codec="ffv1", planes=static)
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, identity, VideoOptions(codec="ffv1", bit_depth=8), progress=False)
+    assert stream_info(dst)["pix_fmt"] == "yuv420p"
+    a, b = plane_codes(src), plane_codes(dst)
+    diff = b[0][0] - a[0][0]
+    assert np.abs(diff).max() <= 1 and (diff != 0).mean() > 0.1  # TPDF: +-1 LSB
+    assert abs(diff.mean()) < 0.05
+    for frame in b[1:]:  # the same pattern every frame: no flicker
+        for p0, p in zip(b[0], frame):
+            np.testing.assert_array_equal(p0, p)
+
+
+def test_blur_stand_in_changes_frames_without_flicker(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", n=8, codec="ffv1")
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, Blur(), VideoOptions(codec="ffv1"), progress=False)
+    x, y = read_video_rgb(src), read_video_rgb(dst)
+    assert x.shape == y.shape and (x - y).abs().mean() > 0.005
+    assert temporal_flicker(y, reference=x) <= temporal_flicker(x) + 1 / 1023
+
+
+def test_temporal_flicker_sees_noise():
+    g = torch.Generator().manual_seed(0)
+    still = torch.full((5, 3, 8, 8), 0.5)
+    assert temporal_flicker(still) == 0.0
+    noisy = still + 0.01 * torch.randn(still.shape, generator=g)
+    assert temporal_flicker(noisy, reference=still) > 0.005
+
+
+# ----------------------------------------------------------------------------- pieces, sizes
+
+
+def test_start_and_duration_trim_every_stream(tmp_path, identity):
+    src = make_clip(tmp_path / "in.mkv", n=20, audio=1)
+    dst = tmp_path / "out.mkv"
+    opts = VideoOptions(start=0.2, duration=0.32, **FAST)
+    report = deband_video(src, dst, identity, opts, progress=False)
+    want = [t - Fraction(1, 5) for t in video_pts(src) if Fraction(1, 5) <= t < Fraction(13, 25)]
+    assert report.frames_out == 8 and video_pts(dst) == want
+    src_audio = {b: t for b, t in packets(src, 1)}
+    out_audio = packets(dst, 1)
+    assert 5 <= len(out_audio) < len(src_audio)
+    for data, t in out_audio:  # the same packets, shifted by the start
+        assert abs(src_audio[data] - Fraction(1, 5) - t) <= Fraction(1, 1000)
+        assert 0 <= t < Fraction(8, 25)
+
+
+@pytest.mark.parametrize("mode, width", [("split", W), ("side-by-side", 2 * W)])
+def test_compare_modes(tmp_path, mode, width):
+    src = make_clip(tmp_path / "in.mkv", n=3, codec="ffv1", pix_fmt="yuv444p")
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, Blur(), VideoOptions(codec="ffv1", compare=mode), progress=False)
+    assert (stream_info(dst)["width"], stream_info(dst)["height"]) == (width, H)
+    a, b = plane_codes(src)[0][0], plane_codes(dst)[0][0]
+    np.testing.assert_array_equal(b[:, : W // 2 - 1], a[:, : W // 2 - 1] * 4)  # left: input
+    right = b[:, W // 2 + 1 : W] if mode == "split" else b[:, W + 1 :]
+    assert np.abs(right - a[:, W // 2 + 1 :] * 4).max() > 8  # right: restored
+    if mode == "split":
+        assert (b[:, W // 2 - 1 : W // 2 + 1] == 940).all()  # white divider
+
+
+def test_one_frame(tmp_path, identity):
+    src = make_clip(tmp_path / "one.mkv", n=1, codec="ffv1")
+    report = deband_video(src, tmp_path / "out.mp4", identity, VideoOptions(**FAST), progress=False)
+    assert report.frames_out == 1 and len(video_pts(tmp_path / "out.mp4")) == 1
+
+
+def test_odd_size_falls_back_to_444(tmp_path, identity):
+    src = make_clip(tmp_path / "odd.mkv", n=4, size=(65, 33), codec="ffv1")
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, identity, VideoOptions(**FAST), progress=False)
+    o = stream_info(dst)
+    assert (o["width"], o["height"], o["pix_fmt"]) == (65, 33, "yuv444p10le")
+    assert len(video_pts(dst)) == 4
+    x, y = read_video_rgb(src), read_video_rgb(dst)
+    assert (x - y).abs().mean() < 4 / 255
+
+
+# ----------------------------------------------------------------------------- errors, safety
+
+
+def test_zero_frames_is_an_error(tmp_path, identity):
+    src = tmp_path / "empty.mkv"
+    with av.open(str(src), "w") as out:  # a video stream with no frames, plus audio
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        encode_audio(out, add_audio(out, 0.2), 0.2, 440)
+    with pytest.raises(VideoError, match="no decodable frames"):
+        deband_video(src, tmp_path / "out.mkv", identity, progress=False)
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_no_video_stream_and_unreadable_file(tmp_path, identity):
+    audio_only = tmp_path / "a.mka"
+    with av.open(str(audio_only), "w") as out:
+        encode_audio(out, add_audio(out, 0.2), 0.2, 440)
+    with pytest.raises(VideoError, match="no video stream"):
+        deband_video(audio_only, tmp_path / "out.mkv", identity, progress=False)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(VideoError, match="cannot read"):
+        deband_video(junk, tmp_path / "out.mkv", identity, progress=False)
+    with pytest.raises(FileNotFoundError):
+        deband_video(tmp_path / "missing.mp4", tmp_path / "out.mkv", identity, progress=False)
+
+
+def test_existing_dst_and_same_file_are_refused(h264_aac, tmp_path, identity):
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"precious")
+    with pytest.raises(FileExistsError):
+        deband_video(h264_aac, dst, identity, VideoOptions(**FAST), progress=False)
+    assert dst.read_bytes() == b"precious"
+    with pytest.raises(ValueError, match="is the input"):
+        deband_video(h264_aac, h264_aac, identity, VideoOptions(overwrite=True), progress=False)
+    deband_video(h264_aac, dst, identity, VideoOptions(overwrite=True, **FAST), progress=False)
+    assert len(video_pts(dst)) == 12
+
+
+@pytest.mark.parametrize("error", [RuntimeError("model failed"), KeyboardInterrupt()])
+def test_failure_midway_leaves_nothing(h264_aac, tmp_path, error):
+    dst = tmp_path / "out.mkv"
+    with pytest.raises(type(error)):
+        deband_video(h264_aac, dst, Explode(error), VideoOptions(batch=2, **FAST), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_process_leaves_no_output(h264_aac, tmp_path):
+    dst = tmp_path / "out.mkv"
+    script = textwrap.dedent(f"""
+        import time
+        from deband.video import VideoOptions, deband_video
+
+        class Slow:  # stand-in restorer: identity, 0.5 s per frame
+            def restore_batch(self, rgb):
+                time.sleep(0.5 * rgb.shape[0])
+                return rgb
+
+        deband_video({str(h264_aac)!r}, {str(dst)!r}, Slow(),
+                     VideoOptions(batch=1, preset="ultrafast"), progress=False)
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".out.partial-*.mkv")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the script ended early"
+            time.sleep(0.1)
+        time.sleep(1.0)  # some frames into the partial file
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list(tmp_path.glob(".out.partial-*.mkv")), "the partial file never appeared"
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(codec="mpeg4"), dict(bit_depth=12), dict(crf=60), dict(compare="top-bottom"),
+     dict(batch=0), dict(start=-1.0), dict(duration=0.0)],
+)
+def test_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        VideoOptions(**kwargs)
