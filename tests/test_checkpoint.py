@@ -1,6 +1,5 @@
-import torch
-
 import pytest
+import torch
 
 from deband.checkpoint import (
     DEFAULT_WEIGHTS,

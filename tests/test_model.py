@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from conftest import TINY
 from deband.config import ModelConfig
 from deband.model import UNet, count_parameters
-from conftest import TINY
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (33, 65), (64, 64)])

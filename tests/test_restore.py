@@ -52,7 +52,6 @@ def test_restore_shape_contract_and_alpha_untouched(tiny_model, shape, dtype):
 
 def test_untrained_model_restores_to_the_input():
     from conftest import TINY
-
     from deband.model import UNet
 
     img = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)

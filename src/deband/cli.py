@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,14 @@ EPILOG_IMAGE = """examples:
   deband image sky.jpg -o sky.png --steps 8           more steps: more natural gradients
   deband image sky.png -o sky-8bit.png --bit-depth 8  8-bit with dither
   deband image big.tif -o big-clean.tif --tile 1024   smaller tiles: less memory
+"""
+
+EPILOG_VIDEO = """examples:
+  deband video clip.mp4 -o clip-deband.mkv                  10-bit HEVC, audio/subtitles copied
+  deband video clip.mp4 -o test.mkv --start 60 --duration 5 try settings on 5 seconds
+  deband video clip.mp4 -o demo.mp4 --compare split         before | after demo video
+  deband video clip.mp4 -o out.mp4 --codec libx264 --crf 16 H.264 High 10
+  deband video clip.mp4 -o out8.mp4 --bit-depth 8           8-bit with a fixed dither
 """
 
 EPILOG_TRAIN = """examples:
@@ -77,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--max-pixels", type=_int_range(1, 10**12), default=None,
                      help="refuse larger images (default 300 000 000)")
     _add_restore_options(img)
+    vid = sub.add_parser("video", help="deband a video file", epilog=EPILOG_VIDEO,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    vid.add_argument("input", type=Path, help="video file (anything FFmpeg decodes)")
+    vid.add_argument("-o", "--output", type=Path, required=True, help="output file (.mkv, .mp4, .mov)")
+    vid.add_argument("--codec", choices=["libx265", "libx264", "ffv1"], default="libx265")
+    vid.add_argument("--crf", type=_int_range(0, 51), default=18, help="quality, lower is better (default 18)")
+    vid.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    vid.add_argument("--bit-depth", type=int, choices=[8, 10], default=10, help="10 (default) or 8 with dither")
+    vid.add_argument("--start", type=float, help="start at this many seconds")
+    vid.add_argument("--duration", type=float, help="process this many seconds")
+    vid.add_argument("--compare", choices=["split", "side-by-side"], help="render a before/after demo")
+    vid.add_argument("--batch", type=_int_range(1, 64), default=4, help="frames per model call (default 4)")
+    _add_restore_options(vid)
     from deband.train import add_arguments as add_train_arguments
 
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
@@ -113,8 +135,37 @@ def cmd_image(args: argparse.Namespace) -> int:
     if report.failed:
         for _, err in report.failed:
             print(f"deband: error: {err}", file=sys.stderr)
-        print(f"deband: {len(report.failed)} of {len(inputs)} image(s) failed", file=sys.stderr)
+        if len(inputs) > 1:
+            print(f"deband: {len(report.failed)} of {len(inputs)} images failed", file=sys.stderr)
         return max(err.code for _, err in report.failed)
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from deband.video import VideoError, VideoOptions, deband_video
+
+    try:
+        opts = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, bit_depth=args.bit_depth,
+                            start=args.start, duration=args.duration, compare=args.compare, batch=args.batch,
+                            overwrite=args.overwrite, seed=args.seed)
+    except ValueError as e:
+        raise DebandError(f"deband video: {e}", USAGE) from None
+    if args.output.exists() and not args.overwrite:
+        raise DebandError(f"{args.output}: already exists (use --overwrite to replace it)", OUTPUT)
+    debander = _debander(args)
+    try:
+        report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
+    except FileNotFoundError:
+        raise DebandError(f"{args.input}: no such file", UNREADABLE) from None
+    except FileExistsError:
+        raise DebandError(f"{args.output}: already exists (use --overwrite to replace it)", OUTPUT) from None
+    except VideoError as e:
+        raise DebandError(f"{args.input}: {e}", UNREADABLE) from None
+    except ValueError as e:
+        raise DebandError(f"{args.output}: {e}", OUTPUT) from None
+    print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
+    if report.skipped_packets:
+        print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)
     return 0
 
 
@@ -127,12 +178,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a crash
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         args = build_parser().parse_args(argv)
         if args.command == "image":
             return cmd_image(args)
+        if args.command == "video":
+            return cmd_video(args)
         if args.command == "train":
             return cmd_train(args)
         raise DebandError(f"unknown command {args.command}", USAGE)

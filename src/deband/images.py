@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from deband.errors import OUTPUT, RESOURCES, DebandError
 from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, quantise_output, read_image, write_image
 from deband.restore import Debander
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,17 +44,20 @@ def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
     return paths
 
 
-def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions) -> None:
+def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, progress: bool = False) -> None:
     """Restore one file into dst. Raises DebandError on any user-facing failure."""
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise DebandError(f"{dst}: output would replace the input; choose another name", OUTPUT)
     if dst.exists() and not opts.overwrite:
         raise DebandError(f"{dst}: already exists (use --overwrite to replace it)", OUTPUT)
     pic = read_image(src, opts.max_pixels)
+    bar = tqdm(total=None, unit="tile", desc=src.name, leave=False, disable=not progress)
     try:
-        restored = debander.restore(pic.pixels)
+        restored = debander.restore(pic.pixels, on_tile=_follow(bar))
     except MemoryError:
         raise DebandError(f"{src}: out of memory (try a smaller --tile)", RESOURCES) from None
+    finally:
+        bar.close()
     write_image(dst, quantise_output(restored, opts.bit_depth, seed=debander.seed), pic.icc, opts.overwrite)
     if opts.compare:
         before = pic.pixels.astype(np.float32) / (65535 if pic.bit_depth == 16 else 255)
@@ -64,10 +65,22 @@ def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions) 
         write_image(path, comparison(before, restored), overwrite=True)
 
 
-def run_batch(inputs: list[Path], out: Path, debander: Debander, opts: ImageOptions, progress: bool = True) -> BatchReport:
-    """Restore every input; failures are collected, not raised, so the batch goes on."""
-    from tqdm import tqdm
+def _follow(bar: tqdm):
+    """An on_tile callback that moves a progress bar."""
 
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total)
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
+def run_batch(
+    inputs: list[Path], out: Path, debander: Debander, opts: ImageOptions, progress: bool = True
+) -> BatchReport:
+    """Restore every input; failures are collected, not raised, so the batch goes on."""
     if (len(inputs) > 1 or out.suffix.lower() not in WRITE_SUFFIXES) and not out.exists():
         out.mkdir(parents=True)
     report = BatchReport()
@@ -75,11 +88,10 @@ def run_batch(inputs: list[Path], out: Path, debander: Debander, opts: ImageOpti
     for src, dst in bar:
         bar.set_postfix_str(src.name)
         try:
-            process_image(src, dst, debander, opts)
+            process_image(src, dst, debander, opts, progress)
             report.written.append(dst)
         except DebandError as e:
             report.failed.append((src, e))
-            log.error("%s", e)
     return report
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,9 @@ def _ramp(n: int, overlap: int, has_prev: bool) -> torch.Tensor:
     return r
 
 
-def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+def tiled(
+    fn: TileFn, x: torch.Tensor, tile: int, overlap: int, on_tile: Callable[[int, int], None] | None = None
+) -> torch.Tensor:
     """Apply fn tile by tile and blend the overlaps; an identity fn returns x bit-exactly.
 
     x (Tensor): shape (b, c, h, w). fn maps (b, c, th, tw) -> same shape. Tiles are placed
@@ -58,6 +60,7 @@ def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     _, _, h, w = x.shape
     out = torch.empty_like(x)
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    done, total = 0, len(ys) * len(xs)
     for i, top in enumerate(ys):
         for j, left in enumerate(xs):
             th, tw = min(tile, h), min(tile, w)
@@ -68,14 +71,10 @@ def tiled(fn: TileFn, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
                 region.copy_(patch)
             else:
                 region.copy_(torch.where(a >= 1, patch, region + a.to(out.device) * (patch - region)))
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
     return out
-
-
-def tile_grid(h: int, w: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
-    """(top, left) of every tile, in the order `tiled` visits them."""
-    for top in _starts(h, tile, overlap):
-        for left in _starts(w, tile, overlap):
-            yield top, left
 
 
 @dataclass
@@ -113,11 +112,11 @@ class Debander:
         return sample(self._denoiser, y, self.steps, self.strength, self.eps, g).clamp(0, 1).cpu()
 
     @torch.inference_mode()
-    def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
+    def restore_batch(self, rgb: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
-        return tiled(self._restore_tile, rgb.float(), self.tile, self.overlap)
+        return tiled(self._restore_tile, rgb.float(), self.tile, self.overlap, on_tile)
 
-    def restore(self, image: np.ndarray) -> np.ndarray:
+    def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore one image.
 
         image (ndarray): shape (h, w), (h, w, 1|2|3|4); uint8, uint16 or float32 on [0, 1].
@@ -131,7 +130,7 @@ class Debander:
         c = x.shape[2]
         colour, alpha = (x[..., :3], x[..., 3:]) if c >= 3 else (x[..., :1], x[..., 1:])
         rgb = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None]  # (1, 1|3, h, w)
-        out = self.restore_batch(rgb.expand(1, 3, *rgb.shape[2:]))[0]
+        out = self.restore_batch(rgb.expand(1, 3, *rgb.shape[2:]), on_tile)[0]
         out = out.mean(0, keepdim=True) if colour.shape[2] == 1 else out
         res = np.concatenate([out.permute(1, 2, 0).numpy(), alpha], axis=2)
         return res[..., 0] if squeeze else res

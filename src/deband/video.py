@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,10 +51,14 @@ CODECS = ("libx265", "libx264", "ffv1")
 COMPARE_MODES = (None, "split", "side-by-side")
 _NATIVE = re.compile(r"^yuvj?(420|422|444)p(?:(9|10|12|14|16)le)?$")
 _SUBSAMPLING = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}  # family -> (sub_x, sub_y)
-_COLORSPACE = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}  # AVColorSpace
+_COLORSPACE = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020"}  # AVColorSpace -> matrix
 _TAG_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # matrix -> AVColorSpace written out
-_DROP_TAGS = re.compile(r"^(duration|encoder|_statistics.*|bps|number_of_.*|major_brand|"
-                        r"minor_version|compatible_brands|creation_time)(-.*)?$", re.I)
+_DROP_TAGS = re.compile(
+    r"^(duration|encoder|_statistics.*|bps|number_of_.*|major_brand|"
+    r"minor_version|compatible_brands|creation_time)(-.*)?$",
+    re.I,
+)
+_MATROSKA = (".mkv", ".mka", ".mk3d", ".webm")
 _DIVIDER = 2  # width in pixels of the line between "before" and "after" in split mode
 
 
@@ -120,7 +124,7 @@ class VideoReport:
 
 
 @dataclass(frozen=True)
-class _Colour:
+class Colour:
     """How a stream's codes map to R'G'B', and the tags to write out."""
 
     matrix: str  # "bt709" | "bt601" | "bt2020"
@@ -134,7 +138,7 @@ class _Colour:
         return 2 if self.full_range else 1  # AVCOL_RANGE_JPEG / AVCOL_RANGE_MPEG
 
 
-def _colour_of(frame: av.VideoFrame) -> _Colour:
+def colour_of(frame: av.VideoFrame) -> Colour:
     """Matrix and range from the frame's tags; untagged: BT.709 for HD, BT.601 for SD."""
     matrix = _COLORSPACE.get(frame.colorspace)
     if matrix is None:
@@ -142,7 +146,7 @@ def _colour_of(frame: av.VideoFrame) -> _Colour:
             log.warning("colour matrix %d not supported; guessing from size", frame.colorspace)
         matrix = "bt709" if frame.height > 576 or frame.width > 1024 else "bt601"
     full = frame.color_range == 2 or (frame.color_range == 0 and "yuvj" in frame.format.name)
-    return _Colour(matrix, full, frame.color_primaries, frame.color_trc, _TAG_OF_MATRIX[matrix])
+    return Colour(matrix, full, frame.color_primaries, frame.color_trc, _TAG_OF_MATRIX[matrix])
 
 
 def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:
@@ -160,9 +164,13 @@ def _native(frame: av.VideoFrame) -> av.VideoFrame:
     if _NATIVE.match(fmt.name):
         return frame
     if fmt.is_rgb:  # R'G'B' sources become full-range BT.709 4:4:4 at 16 bits
-        out = frame.reformat(format="yuv444p16le", src_colorspace="ITU709",
-                             dst_colorspace="ITU709", src_color_range="JPEG",
-                             dst_color_range="JPEG")
+        out = frame.reformat(
+            format="yuv444p16le",
+            src_colorspace="ITU709",
+            dst_colorspace="ITU709",
+            src_color_range="JPEG",
+            dst_color_range="JPEG",
+        )
         out.colorspace, out.color_range = 1, 2
         return out
     bits = max(c.bits for c in fmt.components)
@@ -182,7 +190,7 @@ def _bits(fmt_name: str) -> int:
 # ----------------------------------------------------------------------------- planes
 
 
-def frame_to_planes(frame: av.VideoFrame, colour: _Colour) -> list[torch.Tensor]:
+def frame_to_planes(frame: av.VideoFrame, colour: Colour) -> list[torch.Tensor]:
     """Normalised Y'CbCr planes of a native frame: [y (h, w) on [0, 1], cb, cr (hc, wc) on
     [-0.5, 0.5]], float32, exact (no resampling)."""
     bits = _bits(frame.format.name)
@@ -232,8 +240,9 @@ def add_rgb_delta(planes: list[torch.Tensor], delta: torch.Tensor, matrix: str) 
     return [y + dy, cb + _downsample(dcb, hc, wc), cr + _downsample(dcr, hc, wc)]
 
 
-def quantise(planes: list[torch.Tensor], bits: int, full: bool,
-             noise: list[torch.Tensor] | None = None) -> list[np.ndarray]:
+def quantise(
+    planes: list[torch.Tensor], bits: int, full: bool, noise: list[torch.Tensor] | None = None
+) -> list[np.ndarray]:
     """Normalised planes (n, h', w') -> integer codes, uint8 or uint16, clipped to the code
     range; `noise` (one (h', w') pattern per plane, in LSB) is added before rounding."""
     y_off, y_scale, c_off, c_scale = _levels(bits, full)
@@ -263,8 +272,9 @@ def codes_to_frame(codes: list[np.ndarray], pix_fmt: str, width: int, height: in
     return frame
 
 
-def compose(planes: list[torch.Tensor], x: torch.Tensor, restored: torch.Tensor,
-            mode: str | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def compose(
+    planes: list[torch.Tensor], x: torch.Tensor, restored: torch.Tensor, mode: str | None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Base planes and R'G'B' delta of the output frame for a compare mode.
 
     planes: input Y'CbCr on the output chroma grid; x, restored: (n, 3, h, w) on [0, 1].
@@ -296,7 +306,7 @@ class _Probe:
     width: int
     height: int
     family: str  # "420" | "422" | "444" of the (native) input
-    colour: _Colour
+    colour: Colour
     display_matrix: list[int] | None
 
 
@@ -331,7 +341,7 @@ def _probe(src: Path) -> _Probe:
                 sd = frames[0].side_data.get("DISPLAYMATRIX")
                 matrix = np.frombuffer(bytes(sd), "<i4").tolist() if sd is not None else None
                 family = _NATIVE.match(frame.format.name).group(1)
-                return _Probe(frame.width, frame.height, family, _colour_of(frame), matrix)
+                return _Probe(frame.width, frame.height, family, colour_of(frame), matrix)
     raise VideoError(f"{src}: the video stream has no decodable frames")
 
 
@@ -339,8 +349,7 @@ def _out_family(probe: _Probe) -> str:
     """The input's chroma family, or 4:4:4 when the size is not a multiple of it."""
     sub_x, sub_y = _SUBSAMPLING[probe.family]
     if probe.width % sub_x or probe.height % sub_y:
-        log.info("%dx%d does not fit %s chroma; writing 4:4:4", probe.width, probe.height,
-                 probe.family)
+        log.info("%dx%d does not fit %s chroma; writing 4:4:4", probe.width, probe.height, probe.family)
         return "444"
     return probe.family
 
@@ -358,7 +367,13 @@ def _encoder_options(options: VideoOptions) -> dict[str, str]:
     return {"level": "3", "slicecrc": "1"}  # ffv1
 
 
-def _add_video(out, src_stream, probe: _Probe, options: VideoOptions, pix_fmt: str):
+def _add_video(
+    out: av.container.OutputContainer,
+    src_stream: av.video.stream.VideoStream,
+    probe: _Probe,
+    options: VideoOptions,
+    pix_fmt: str,
+) -> av.video.stream.VideoStream:
     """The encoded output video stream, in the input's time base, with its colour tags."""
     rate = src_stream.average_rate or src_stream.guessed_rate or Fraction(25)
     vs = out.add_stream(options.codec, rate=rate, options=_encoder_options(options))
@@ -377,7 +392,9 @@ def _add_video(out, src_stream, probe: _Probe, options: VideoOptions, pix_fmt: s
     return vs
 
 
-def _add_copies(out, inp, video) -> dict[int, av.stream.Stream]:
+def _add_copies(
+    out: av.container.OutputContainer, inp: av.container.InputContainer, video: av.video.stream.VideoStream
+) -> dict[int, av.stream.Stream]:
     """Output streams for every other stream, packets copied. Streams without a codec
     (e.g. an MP4 chapter text track) are skipped with a warning."""
     copies = {}
@@ -391,8 +408,9 @@ def _add_copies(out, inp, video) -> dict[int, av.stream.Stream]:
             o = out.add_stream_from_template(s)
         except (ValueError, av.FFmpegError) as e:
             name = s.codec_context.name if s.codec_context else s.type
-            raise VideoError(f"stream #{s.index} ({s.type} {name}) cannot be stored in "
-                             f"{out.format.name}; try .mkv ({e})") from e
+            raise VideoError(
+                f"stream #{s.index} ({s.type} {name}) cannot be stored in {out.format.name}; try .mkv ({e})"
+            ) from e
         o.time_base = s.time_base
         o.metadata.update(_clean_tags(s.metadata))
         o.disposition = s.disposition
@@ -400,7 +418,7 @@ def _add_copies(out, inp, video) -> dict[int, av.stream.Stream]:
     return copies
 
 
-def _chapters(inp, start: Fraction, end: Fraction | None) -> list[dict]:
+def _chapters(inp: av.container.InputContainer, start: Fraction, end: Fraction | None) -> list[dict]:
     """Chapters overlapping [start, end), shifted to start at 0 and clipped."""
     out = []
     for ch in inp.chapters():
@@ -460,7 +478,8 @@ def _timed(report: VideoReport, name: str) -> Iterator[None]:
 def _on_video_packet(job: _Job, packet: av.Packet) -> None:
     """Decode one packet (skipping it if corrupt) and queue the frames in range."""
     try:
-        frames = packet.decode()
+        with _timed(job.report, "decode_s"):
+            frames = packet.decode()
     except av.FFmpegError as e:
         job.report.skipped_packets += 1
         log.warning("skipping corrupt video packet at pts %s: %s", packet.pts, e)
@@ -515,8 +534,9 @@ def _read_batch(job: _Job, frames: list[av.VideoFrame]) -> tuple[list[torch.Tens
     return planes, x
 
 
-def _write_batch(job: _Job, frames: list[av.VideoFrame], planes: list[torch.Tensor],
-                 x: torch.Tensor, restored: torch.Tensor) -> None:
+def _write_batch(
+    job: _Job, frames: list[av.VideoFrame], planes: list[torch.Tensor], x: torch.Tensor, restored: torch.Tensor
+) -> None:
     """Compose, re-quantise and encode one batch; frames keep their pts and duration."""
     o, c = job.options, job.probe.colour
     base, delta = compose(planes, x, restored, o.compare)
@@ -551,12 +571,36 @@ def _process(job: _Job) -> None:
     job.bar.update(len(frames))
 
 
+def _repair_dts(packets: list[av.Packet]) -> None:
+    """Rebuild decode timestamps when the encoder gave impossible ones (dts > pts).
+
+    libx265 leaves its B-frame delay uninitialised when a clip has fewer frames than that
+    delay (1-2 frames at the fast presets) and emits garbage dts. The k-th dts becomes the
+    k-th smallest pts less the smallest shift that keeps every dts <= its pts.
+    """
+    pts = [p.pts for p in packets]
+    if not packets or None in pts:
+        return
+    ordered = sorted(pts)
+    lo = ordered[0] - (ordered[-1] - ordered[0]) - 1  # no real delay exceeds the clip
+    if all(p.dts is not None and lo <= p.dts <= p.pts for p in packets):
+        return
+    delay = max(0, max(o - q for o, q in zip(ordered, pts)))
+    for packet, o in zip(packets, ordered):
+        packet.dts = o - delay
+
+
 def _run(job: _Job) -> None:
     """Demux everything once: video through the model, the rest remuxed."""
     if job.lo is not None and job.lo > 0:
         job.inp.seek(int(job.lo / job.video.time_base), stream=job.video, backward=True)
     streams = [job.video] + [job.inp.streams[i] for i in job.copies]
-    for packet in job.inp.demux(streams):
+    packets = job.inp.demux(streams)
+    while True:
+        with _timed(job.report, "decode_s"):
+            packet = next(packets, None)
+        if packet is None:
+            break
         if packet.stream.index == job.video.index:
             _on_video_packet(job, packet)
         else:
@@ -566,7 +610,10 @@ def _run(job: _Job) -> None:
             break
     _process(job)
     with _timed(job.report, "encode_s"):
-        for packet in job.vout.encode(None):
+        tail = job.vout.encode(None)
+        if job.report.frames_out == len(tail):  # the whole clip came out at the flush
+            _repair_dts(tail)
+        for packet in tail:
             job.out.mux(packet)
     if job.report.frames_out == 0:
         raise VideoError(f"{job.inp.name}: no video frames in the selected range")
@@ -575,22 +622,33 @@ def _run(job: _Job) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
-def _range(inp, options: VideoOptions) -> tuple[Fraction | None, Fraction | None]:
-    """Absolute [lo, hi) in seconds; `start` counts from the file's start time."""
+def _origin(inp: av.container.InputContainer, video: av.video.stream.VideoStream) -> Fraction:
+    """Time of the first video frame in seconds (the container's start when unknown)."""
+    if video.start_time is not None:
+        return video.start_time * video.time_base
+    return Fraction(inp.start_time or 0, 1_000_000)
+
+
+def _range(
+    inp: av.container.InputContainer, video: av.video.stream.VideoStream, options: VideoOptions
+) -> tuple[Fraction | None, Fraction | None]:
+    """Absolute [lo, hi) in seconds; `start` counts from the first video frame."""
     if options.start is None and options.duration is None:
         return None, None
-    origin = Fraction(inp.start_time or 0, 1_000_000)
+    origin = _origin(inp, video)
     lo = origin + Fraction(options.start or 0).limit_denominator(1_000_000)
     hi = None if options.duration is None else lo + Fraction(options.duration).limit_denominator(1_000_000)
     return lo, hi
 
 
-def _expected_frames(video, inp, lo: Fraction | None, hi: Fraction | None) -> int | None:
+def _expected_frames(
+    video: av.video.stream.VideoStream, inp: av.container.InputContainer, lo: Fraction | None, hi: Fraction | None
+) -> int | None:
     """Frame count for the progress bar: stream.frames, else duration x rate; None if unknown."""
     if lo is None and hi is None and video.frames:
         return video.frames
     rate = video.average_rate or video.guessed_rate
-    origin = Fraction(inp.start_time or 0, 1_000_000)
+    origin = _origin(inp, video)
     end = origin + Fraction(inp.duration, 1_000_000) if inp.duration else None
     if hi is not None:
         end = hi if end is None else min(end, hi)
@@ -612,21 +670,29 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def _temp_path(dst: Path) -> Path:
-    """An empty `.NAME.partial-XXXX.EXT` beside dst (same extension: the muxer guesses it)."""
-    fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.partial-", suffix=dst.suffix, dir=dst.parent)
-    os.close(fd)
-    return Path(name)
+    """A new empty `.NAME.partial-XXXXXXXX.EXT` beside dst (same extension: the muxer
+    guesses the format from it), created with the usual permissions (0666 less umask)."""
+    while True:
+        path = dst.with_name(f".{dst.stem}.partial-{secrets.token_hex(4)}{dst.suffix}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
 
 
-def _write(src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, probe: _Probe,
-           progress: bool) -> VideoReport:
+def _write(
+    src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, probe: _Probe, progress: bool
+) -> VideoReport:
     """Open both containers, set up streams and run the job into `tmp`."""
     t0 = time.perf_counter()
     with _open_input(src) as inp:
         video = _video_stream(inp)
         video.thread_type = "AUTO"
+        # Matroska would shift every stream when a copied one starts below 0 (AAC priming)
+        keep_ts = {"avoid_negative_ts": "disabled"} if tmp.suffix.lower() in _MATROSKA else {}
         try:
-            out = av.open(str(tmp), "w", options={"avoid_negative_ts": "disabled"})
+            out = av.open(str(tmp), "w", options=keep_ts)
         except (ValueError, av.FFmpegError) as e:
             raise VideoError(f"cannot write a {tmp.suffix} file: {e}") from e
         try:
@@ -634,13 +700,12 @@ def _write(src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, prob
             pix_fmt = f"yuv{family}p" + ("10le" if options.bit_depth == 10 else "")
             vout = _add_video(out, video, probe, options, pix_fmt)
             copies = _add_copies(out, inp, video)
-            lo, hi = _range(inp, options)
+            lo, hi = _range(inp, video, options)
             out.metadata.update(_clean_tags(inp.metadata))
             out.set_chapters(_chapters(inp, lo or Fraction(0), hi))
             total = _expected_frames(video, inp, lo, hi)
             with tqdm(total=total, unit="frame", disable=not progress, desc=src.name) as bar:
-                job = _Job(inp, out, video, vout, copies, restorer, options, probe, family,
-                           lo, hi, bar)
+                job = _Job(inp, out, video, vout, copies, restorer, options, probe, family, lo, hi, bar)
                 _run(job)
         except BaseException:
             try:
@@ -653,8 +718,9 @@ def _write(src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, prob
     return job.report
 
 
-def deband_video(src: str | Path, dst: str | Path, debander: Restorer,
-                 options: VideoOptions = VideoOptions(), progress: bool = True) -> VideoReport:
+def deband_video(
+    src: str | Path, dst: str | Path, debander: Restorer, options: VideoOptions | None = None, progress: bool = True
+) -> VideoReport:
     """Deband the first video stream of `src` into `dst`; every other stream is copied.
 
     debander: any object with `restore_batch(rgb (n, 3, h, w) float32 [0, 1]) -> same`.
@@ -662,7 +728,7 @@ def deband_video(src: str | Path, dst: str | Path, debander: Restorer,
     FileNotFoundError (no src), FileExistsError (dst exists, overwrite False), ValueError
     (dst is src, bad options) and VideoError (unreadable, no video stream, no frames).
     """
-    src, dst = Path(src), Path(dst)
+    src, dst, options = Path(src), Path(dst), options or VideoOptions()
     _check_paths(src, dst, options.overwrite)
     probe = _probe(src)
     tmp = _temp_path(dst)
@@ -672,9 +738,15 @@ def deband_video(src: str | Path, dst: str | Path, debander: Restorer,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.info("%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
-             dst.name, report.frames_out, report.fps, report.decode_s, report.model_s,
-             report.encode_s)
+    log.info(
+        "%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
+        dst.name,
+        report.frames_out,
+        report.fps,
+        report.decode_s,
+        report.model_s,
+        report.encode_s,
+    )
     return report
 
 
@@ -688,7 +760,7 @@ def read_video_rgb(path: str | Path, max_frames: int | None = None) -> torch.Ten
         frames = []
         for frame in inp.decode(_video_stream(inp)):
             f = _native(frame)
-            colour = _colour_of(f)
+            colour = colour_of(f)
             planes = [p[None] for p in frame_to_planes(f, colour)]
             frames.append(planes_to_rgb(planes, colour.matrix)[0])
             if max_frames is not None and len(frames) >= max_frames:
@@ -698,21 +770,26 @@ def read_video_rgb(path: str | Path, max_frames: int | None = None) -> torch.Ten
     return torch.stack(frames)
 
 
-def temporal_flicker(frames: torch.Tensor, reference: torch.Tensor | None = None,
-                     threshold: float = 1.5 / 255) -> float:
+def temporal_flicker(
+    frames: torch.Tensor, reference: torch.Tensor | None = None, threshold: float = 1.5 / 255, margin: int = 4
+) -> float:
     """Mean |frame[t+1] - frame[t]| over pixels that are static in `reference`.
 
     frames, reference (Tensor): shape (t, 3, h, w) or (t, h, w), range [0, 1], t >= 2.
     A pixel is static when every frame-to-frame change of the reference (default: frames)
-    stays below `threshold`. Compare temporal_flicker(out, ref=in) with
-    temporal_flicker(in): a restorer that adds no flicker keeps them about equal.
+    within `margin` pixels of it stays below `threshold` (the margin keeps a restorer's
+    spatial support around moving content out). Compare temporal_flicker(out, ref=in)
+    with temporal_flicker(in): a restorer that adds no flicker keeps them about equal.
+    Returns nan when nothing is static.
     """
     ref = frames if reference is None else reference
     if frames.shape[0] < 2 or frames.shape != ref.shape:
-        raise ValueError("need two or more frames, and reference of the same shape")
+        raise ValueError("need two or more frames, and a reference of the same shape")
     d_ref = (ref[1:] - ref[:-1]).abs()  # (t-1, ...)
     d_ref = d_ref.amax(dim=1) if d_ref.ndim == 4 else d_ref  # (t-1, h, w)
-    static = (d_ref < threshold).all(dim=0)  # (h, w)
+    moving = (d_ref >= threshold).any(dim=0).float()  # (h, w)
+    moving = F.max_pool2d(moving[None, None], 2 * margin + 1, stride=1, padding=margin)[0, 0]
+    static = moving == 0  # (h, w)
     if not static.any():
         return float("nan")
     d = (frames[1:] - frames[:-1]).abs()

@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deband.errors import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.io import read_image, write_image
+
+
+def deband(*args, cwd=None):
+    cmd = [sys.executable, "-m", "deband.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture
+def banded(tmp_path):
+    x = np.linspace(0, 1, 96, dtype=np.float32)[None, :, None].repeat(40, 0).repeat(3, 2)
+    path = tmp_path / "in put ü.png"  # spaces and non-ASCII on purpose
+    write_image(path, (np.round(x * 63) / 63 * 255).round().astype(np.uint8))
+    return path
+
+
+def test_image_default_writes_16bit_png(tmp_path, banded, tiny_weights):
+    out = tmp_path / "out.png"
+    r = deband("image", banded, "-o", out, "--weights", tiny_weights, "--compare")
+    assert r.returncode == 0, r.stderr
+    pic = read_image(out)
+    assert pic.pixels.dtype == np.uint16 and pic.pixels.shape == (40, 96, 3)
+    assert (tmp_path / "out-compare.png").is_file()
+
+
+def test_image_8bit_and_tiff(tmp_path, banded, tiny_weights):
+    r = deband("image", banded, "-o", tmp_path / "o8.png", "--bit-depth", "8", "--weights", tiny_weights)
+    assert r.returncode == 0 and read_image(tmp_path / "o8.png").pixels.dtype == np.uint8
+    r = deband("image", banded, "-o", tmp_path / "o.tif", "--weights", tiny_weights, "--steps", "2")
+    assert r.returncode == 0 and read_image(tmp_path / "o.tif").pixels.dtype == np.uint16
+
+
+def test_refuses_to_overwrite(tmp_path, banded, tiny_weights):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    r = deband("image", banded, "-o", out, "--weights", tiny_weights)
+    assert r.returncode == OUTPUT and "--overwrite" in r.stderr
+    assert out.read_bytes() == b"keep me"
+    assert deband("image", banded, "-o", out, "--weights", tiny_weights, "--overwrite").returncode == 0
+    assert read_image(out).pixels.dtype == np.uint16
+
+
+def test_output_equal_to_input_is_refused(banded, tiny_weights):
+    before = banded.read_bytes()
+    r = deband("image", banded, "-o", banded, "--weights", tiny_weights, "--overwrite")
+    assert r.returncode == OUTPUT and banded.read_bytes() == before
+
+
+def test_folder_batch_goes_past_a_bad_file(tmp_path, banded, tiny_weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    banded.rename(folder / "good.png")
+    (folder / "bad.png").write_text("not an image")
+    r = deband("image", folder, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert r.returncode == UNSUPPORTED
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
+    assert "bad.png" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,code", [
+    (["image", "missing.png", "-o", "x.png"], UNREADABLE),
+    (["image", "a.png", "-o", "x.png", "--steps", "0"], USAGE),
+    (["image", "a.png", "-o", "x.png", "--strength", "1.5"], USAGE),
+    (["image", "a.png"], USAGE),
+    (["frobnicate"], USAGE),
+])
+def test_errors_are_one_line_with_exit_code(tmp_path, tiny_weights, args, code):
+    r = deband(*args, "--weights", tiny_weights, cwd=tmp_path) if args[0] == "image" else deband(*args)
+    assert r.returncode == code
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deband") and "Traceback" not in r.stderr
+
+
+def test_help_has_examples():
+    r = deband("image", "--help")
+    assert r.returncode == 0 and "examples:" in r.stdout
+
+
+def test_python_api(tiny_weights):
+    from deband import Debander
+
+    img = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
+    out = Debander.load(tiny_weights, device="cpu", steps=2).restore(img)
+    assert out.shape == img.shape and out.dtype == np.float32

@@ -1,0 +1,143 @@
+"""Hostile and odd inputs through the real CLI: exit code, one line, no output left behind."""
+
+import io
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
+from deband.io import read_image, write_image
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "deband"
+
+
+def deband(*args, preexec_fn=None):
+    cmd = [sys.executable, "-m", "deband.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn)
+
+
+def _png_bytes(shape, dtype=np.uint8):
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random(shape) * 255).astype(dtype)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg_bytes():
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _bomb():
+    def chunk(kind, body):
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = (100_000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+BAD = {
+    "zero.png": (b"", UNREADABLE),
+    "text.png": (b"just some text\n", UNSUPPORTED),
+    "truncated.png": (_png_bytes((64, 64, 3))[:300], UNREADABLE),
+    "truncated.jpg": (_jpeg_bytes()[:400], UNREADABLE),
+    "bomb.png": (_bomb(), RESOURCES),
+}
+
+
+def _assert_clean_failure(r, code, out_dir):
+    assert r.returncode == code, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deband: error:") and "Traceback" not in r.stderr
+    assert not any(out_dir.iterdir()), list(out_dir.iterdir())
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_inputs(tmp_path, tiny_weights, name):
+    content, code = BAD[name]
+    src = tmp_path / name
+    src.write_bytes(content)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband("image", src, "-o", out / "x.png", "--weights", tiny_weights)
+    _assert_clean_failure(r, code, out)
+
+
+def test_directory_where_a_file_was_expected(tmp_path, tiny_weights):
+    (tmp_path / "d.png").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband("image", tmp_path / "d.png", "-o", out / "x.png", "--weights", tiny_weights)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and not any(out.iterdir())
+
+
+def test_bomb_override(tmp_path, tiny_weights):
+    write_image(tmp_path / "a.png", np.zeros((20, 30, 3), np.uint8))
+    r = deband("image", tmp_path / "a.png", "-o", tmp_path / "b.png", "--max-pixels", "100", "--weights", tiny_weights)
+    assert r.returncode == RESOURCES
+    r = deband("image", tmp_path / "a.png", "-o", tmp_path / "b.png", "--max-pixels", "600", "--weights", tiny_weights)
+    assert r.returncode == 0
+
+
+@pytest.mark.parametrize("shape,dtype", [((1, 1, 3), np.uint8), ((1, 9, 3), np.uint8), ((7, 3, 3), np.uint8),
+                                         ((12, 10), np.uint16), ((12, 10, 2), np.uint8), ((12, 10, 4), np.uint16)])
+def test_odd_shapes_and_channels(tmp_path, tiny_weights, shape, dtype):
+    px = (np.random.default_rng(1).random(shape) * np.iinfo(dtype).max).astype(dtype)
+    write_image(tmp_path / "in.png", px)
+    r = deband("image", tmp_path / "in.png", "-o", tmp_path / "out.png", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    out = read_image(tmp_path / "out.png").pixels
+    assert out.shape[:2] == shape[:2] and out.dtype == np.uint16
+
+
+def test_palette_cmyk_exif_icc(tmp_path, tiny_weights):
+    rng = np.random.default_rng(2)
+    px = (rng.random((10, 14, 3)) * 255).astype(np.uint8)
+    Image.fromarray(px).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(px).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(px).save(tmp_path / "rot.jpg", exif=exif.tobytes(), icc_profile=b"icc" * 50)
+    r = deband("image", tmp_path / "pal.png", tmp_path / "cmyk.jpg", tmp_path / "rot.jpg", "-o", tmp_path / "out",
+               "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    rot = read_image(tmp_path / "out" / "rot.png")
+    assert rot.pixels.shape[:2] == (14, 10) and rot.icc == b"icc" * 50
+
+
+def test_unwritable_output_folder(tmp_path, tiny_weights):
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    r = deband("image", tmp_path / "a.png", "-o", tmp_path / "missing" / "deeper" / "b.png", "--weights", tiny_weights)
+    assert r.returncode == OUTPUT and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE")
+def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights):
+    import resource
+
+    px = (np.random.default_rng(3).random((256, 256, 3)) * 255).astype(np.uint8)
+    write_image(tmp_path / "a.png", px)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    r = deband("image", tmp_path / "a.png", "-o", out / "b.png", "--weights", tiny_weights, preexec_fn=small_files)
+    _assert_clean_failure(r, OUTPUT, out)
+
+
+def test_source_has_no_pickle_eval_or_shell_strings():
+    banned = [r"\bpickle\b", r"(?<![.\w])eval\(", r"(?<![.\w])exec\(", r"shell\s*=\s*True", r"os\.system",
+              r"os\.popen", r"weights_only\s*=\s*False"]
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        for pattern in banned:
+            assert not re.search(pattern, text), f"{path.name} matches {pattern!r}"
