@@ -99,6 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--compare", choices=["split", "side-by-side"], help="render a before/after demo")
     vid.add_argument("--batch", type=_int_range(1, 64), default=4, help="frames per model call (default 4)")
     _add_restore_options(vid)
+    ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print a Markdown table",
+                        epilog="examples:\n  deband eval\n"
+                        "  deband eval --report benchmarks --reference ../shared/reference-examples",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--n", type=_int_range(1, 1000), default=12, help="images per synthetic set (default 12)")
+    ev.add_argument("--size", type=_int_range(64, 4096), default=384, help="synthetic image side (default 384)")
+    ev.add_argument("--steps", default="1,2,4,8,30", help="comma-separated INDI step counts")
+    ev.add_argument("--reference", type=Path, help="folder of real banded-N.png (and seed-restored-N.png) frames")
+    ev.add_argument("--json", type=Path, help="also write all numbers as JSON here")
+    ev.add_argument("--report", type=Path, help="write quality.md and its figures into this folder")
+    ev.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    ins = sub.add_parser("inspect", help="write a map of where CAMBI finds banding",
+                         epilog="examples:\n  deband inspect frame.png -o frame-banding.png",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ins.add_argument("input", type=Path, help="image file")
+    ins.add_argument("-o", "--output", type=Path, required=True, help="PNG heat map over the image")
+    ins.add_argument("--max-log-contrast", type=_int_range(1, 5), default=4,
+                     help="2 sees fine steps only (libvmaf default); 4 also sees 6-7-bit steps (default 4)")
+    ins.add_argument("--overwrite", action="store_true")
     from deband.train import add_arguments as add_train_arguments
 
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
@@ -169,6 +189,41 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from deband.evaluate import as_dicts, markdown, run_eval
+
+    try:
+        steps = tuple(int(v) for v in args.steps.split(","))
+    except ValueError:
+        raise DebandError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}", USAGE) from None
+    results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
+                       reference=args.reference, device=args.device)
+    for name, rows in results.items():
+        print(f"\n### {name}\n\n{markdown(rows)}")
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps({k: as_dicts(v) for k, v in results.items()}, indent=1))
+    if args.report:
+        from deband.evaluate import make_report
+
+        command = "deband " + " ".join(sys.argv[1:])
+        path = make_report(results, args.report, command, str(args.weights) if args.weights else None)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from deband.images import banding_map
+    from deband.io import read_image, write_image
+
+    pic = read_image(args.input)
+    heat, score = banding_map(pic.rgb(), args.max_log_contrast)
+    write_image(args.output, heat, overwrite=args.overwrite)
+    print(f"{args.output}: CAMBI {score:.3f} (max_log_contrast {args.max_log_contrast})")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import config_from_args, train
 
@@ -188,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_image(args)
         if args.command == "video":
             return cmd_video(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         if args.command == "train":
             return cmd_train(args)
         raise DebandError(f"unknown command {args.command}", USAGE)

@@ -115,3 +115,19 @@ def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> 
     if scale < 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return quantise_output(grid, 8)
+
+
+def banding_map(rgb: np.ndarray, max_log_contrast: int = 4) -> tuple[np.ndarray, float]:
+    """Where CAMBI finds banding, drawn over a dimmed gray copy of the image.
+
+    rgb: (h, w, 3) float32 on [0, 1]. Returns ((h, w, 3) uint8 picture, CAMBI score).
+    """
+    from deband.metrics import cambi_rgb
+
+    score, heat = cambi_rgb(rgb, max_log_contrast=max_log_contrast, return_map=True)
+    heat = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1] / 255
+    gray = rgb.mean(axis=2, keepdims=True) * 0.6
+    alpha = np.clip(heat * 1.5, 0, 0.85)[..., None]
+    picture = gray * (1 - alpha) + colour * alpha
+    return quantise_output(picture.astype(np.float32), 8, dither=False), float(score)

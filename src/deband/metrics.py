@@ -142,9 +142,7 @@ def _spatial_mask(luma: np.ndarray) -> np.ndarray:
     zero[:, :-1] &= luma[:, :-1] == luma[:, 1:]
     zero[:-1, :] &= luma[:-1, :] == luma[1:, :]
     k = _MASK_FILTER_SIZE
-    count = cv2.boxFilter(
-        zero.view(np.uint8), cv2.CV_16U, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT
-    )
+    count = cv2.boxFilter(zero.view(np.uint8), cv2.CV_16U, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
     ceil_log2 = int((w >> 6) * (h >> 6) - 1).bit_length() if (w >> 6) * (h >> 6) else 0
     mask_index = (k * k + 3 * (ceil_log2 - 11) - 1) >> 1
     return count > mask_index
@@ -166,54 +164,75 @@ def _mode_filter(img: np.ndarray) -> np.ndarray:
 
 
 def _window_counts(
-    vals: np.ndarray, q_idx: np.ndarray, q_val: np.ndarray, diffs: int, window: int, modulus: int
-) -> np.ndarray:
-    """Histogram counts in the window around each query pixel, for values q_val + k, |k| <= diffs.
+    vals: np.ndarray,
+    q_idx: np.ndarray,
+    q_val: np.ndarray,
+    offsets: list[int],
+    window: int,
+    modulus: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram counts in the window around query pixels, for values q_val + k, k in offsets.
 
     vals: (h, w) int32, the value of each counted pixel, -1 for pixels not counted.
-    q_idx, q_val: (n,) flat indices into vals and values of the query pixels.
-    One box filter per residue class (value mod `modulus`) that some query needs; the count of
-    a residue equals the count of the value when no counted pixel in the window differs from
-    the query value by modulus - diffs or more (see `_required_modulus`).
-    Returns (2 * diffs + 1, n) uint16, row diffs + k holding the counts of q_val + k.
+    q_idx: (n,) ascending flat indices into vals of the query pixels; q_val: (n,) their values.
+    One box filter per residue class (value mod `modulus`) that some query needs, over the rows
+    those queries span. The count of a residue is the count of the value when no counted pixel
+    in the window differs from the query value by modulus - max|k| or more (see
+    `_required_modulus`). Returns (order, counts): counts[i, j], uint16, is the count of
+    q_val[order[j]] + offsets[i] around pixel q_idx[order[j]]; shape (len(offsets), n).
     """
-    res = np.where(vals >= 0, vals % modulus, -1).astype(np.int32)
-    q_res = q_val % modulus
-    order = np.argsort(q_res, kind="stable")
-    bounds = np.searchsorted(q_res[order], np.arange(modulus + 1))
+    h, w = vals.shape
+    pad = window // 2
+    res = np.where(vals >= 0, vals % modulus, modulus).astype(np.uint16)  # modulus: not counted
+    q_res = (q_val % modulus).astype(np.uint16)
+    order = np.argsort(q_res, kind="stable")  # by residue, then by index
     q_sorted = q_idx[order]
-    counts = np.zeros((2 * diffs + 1, q_idx.size), np.uint16)
+    bounds = np.searchsorted(q_res[order], np.arange(modulus + 1))
+    has_queries = bounds[1:] > bounds[:-1]
+    needed = np.zeros(modulus, bool)
+    for k in offsets:  # residue r serves the queries of residue (r - k) mod modulus
+        needed |= np.roll(has_queries, k)
+    present = np.bincount(res.reshape(-1), minlength=modulus + 1)[:modulus] > 0
+    counts = np.zeros((len(offsets), q_idx.size), np.uint16)
     box = np.empty(vals.shape, np.uint16)
-    for r in np.flatnonzero(np.bincount(res[res >= 0], minlength=modulus)):
-        groups = [(k, (r - k) % modulus) for k in range(-diffs, diffs + 1)]
-        groups = [(k, bounds[g], bounds[g + 1]) for k, g in groups if bounds[g] < bounds[g + 1]]
-        if not groups:
-            continue
-        indicator = (res == r).view(np.uint8)
-        cv2.boxFilter(indicator, cv2.CV_16U, (window, window), dst=box, normalize=False,
-                      borderType=cv2.BORDER_CONSTANT)  # fmt: skip
-        for k, start, stop in groups:
-            np.take(box.reshape(-1), q_sorted[start:stop], out=counts[diffs + k, start:stop])
-    out = np.empty_like(counts)
-    out[:, order] = counts
-    return out
+    for r in np.flatnonzero(present & needed):
+        groups = [(i, (r - k) % modulus) for i, k in enumerate(offsets)]
+        groups = [(i, bounds[g], bounds[g + 1]) for i, g in groups if has_queries[g]]
+        top = max(min(q_sorted[start] for _, start, _ in groups) // w - pad, 0)
+        bottom = min(max(q_sorted[stop - 1] for _, _, stop in groups) // w + pad + 1, h)
+        out = box[: bottom - top]  # (rows, w) uint16, written in place
+        cv2.boxFilter(
+            (res[top:bottom] == r).view(np.uint8),
+            cv2.CV_16U,
+            (window, window),
+            dst=out,
+            normalize=False,
+            borderType=cv2.BORDER_CONSTANT,
+        )
+        for i, start, stop in groups:
+            np.take(out.reshape(-1), q_sorted[start:stop] - top * w, out=counts[i, start:stop])
+    return order, counts
 
 
 def _required_modulus(vals: np.ndarray, q_idx: np.ndarray, diffs: int, window: int) -> np.ndarray:
     """Smallest modulus that makes `_window_counts` exact, per query pixel: (n,) int64.
 
     A counted value u in the window aliases value v + k only if u - v - k is a nonzero
-    multiple of the modulus, impossible when |u - v| + diffs < modulus.
+    multiple of the modulus, impossible when |u - v| + |k| < modulus.
     """
     kernel = np.ones((window, window), np.uint8)
-    border = cv2.BORDER_CONSTANT
-    hi = cv2.dilate(np.where(vals >= 0, vals, 0).astype(np.uint16), kernel, borderType=border,
-                    borderValue=0)  # fmt: skip
-    lo = cv2.erode(np.where(vals >= 0, vals, 4095).astype(np.uint16), kernel, borderType=border,
-                   borderValue=4095)  # fmt: skip
+    counted = vals >= 0
+    hi = cv2.dilate(np.where(counted, vals, 0).astype(np.uint16), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    lo = cv2.erode(
+        np.where(counted, vals, 4095).astype(np.uint16), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=4095
+    )
     v = vals.reshape(-1)[q_idx].astype(np.int64)
     spread = np.maximum(hi.reshape(-1)[q_idx] - v, v - lo.reshape(-1)[q_idx])
     return spread + diffs + 1
+
+
+_FALLBACK_COST = 5000  # box-filtered pixels that one fallback query pixel is worth
+_TILE = 64  # side of the output tiles of the exact fallback
 
 
 def _choose_modulus(vals: np.ndarray, required: np.ndarray, diffs: int, exact: int) -> int:
@@ -230,27 +249,29 @@ def _choose_modulus(vals: np.ndarray, required: np.ndarray, diffs: int, exact: i
     return best
 
 
-_FALLBACK_COST = 2000  # box-filtered pixels that one fallback query pixel is worth
-_TILE = 64  # side of the output tiles of the exact fallback
-
-
 def _fallback_counts(
-    vals: np.ndarray, q_idx: np.ndarray, q_val: np.ndarray, diffs: int, window: int, exact: int
+    vals: np.ndarray,
+    q_idx: np.ndarray,
+    q_val: np.ndarray,
+    offsets: list[int],
+    window: int,
+    exact: int,
 ) -> np.ndarray:
-    """Exact `_window_counts` tile by tile (one box filter per value present near each tile)."""
+    """`_window_counts` with an exact modulus, tile by tile; counts in the order of q_idx."""
     h, w = vals.shape
     pad = window // 2
     qy, qx = np.divmod(q_idx, w)
     tile = (qy // _TILE) * w + qx // _TILE
-    order = np.argsort(tile, kind="stable")
+    order = np.lexsort((q_idx, tile))  # by tile, then ascending index
     cuts = np.flatnonzero(np.diff(tile[order])) + 1
-    counts = np.zeros((2 * diffs + 1, q_idx.size), np.uint16)
+    counts = np.zeros((len(offsets), q_idx.size), np.uint16)
     for sel in np.split(order, cuts):
         y0, x0 = (qy[sel[0]] // _TILE) * _TILE, (qx[sel[0]] // _TILE) * _TILE
         ry, rx = max(y0 - pad, 0), max(x0 - pad, 0)
         region = np.ascontiguousarray(vals[ry : y0 + _TILE + pad, rx : x0 + _TILE + pad])
         local = (qy[sel] - ry) * region.shape[1] + (qx[sel] - rx)
-        counts[:, sel] = _window_counts(region, local, q_val[sel], diffs, window, exact)
+        sub_order, sub_counts = _window_counts(region, local, q_val[sel], offsets, window, exact)
+        counts[:, sel[sub_order]] = sub_counts
     return counts
 
 
@@ -269,18 +290,23 @@ def _c_values(img: np.ndarray, mask: np.ndarray, window: int, tvi: tuple[int, ..
     if q_idx.size == 0:
         return c
     q_val = img.reshape(-1)[q_idx]
+    steps = [d for d in range(1, diffs + 1) if tvi[d - 1] >= q_val.min()]  # tvi is increasing
+    offsets = [0] + [k for d in steps for k in (d, -d)]
     required = _required_modulus(vals, q_idx, diffs, window)
     modulus = _choose_modulus(vals, required, diffs, exact)
-    counts = _window_counts(vals, q_idx, q_val, diffs, window, modulus)
-    slow = np.flatnonzero(required > modulus)
+    order, counts = _window_counts(vals, q_idx, q_val, offsets, window, modulus)
+    q_idx, q_val = q_idx[order], q_val[order]
+    slow = np.flatnonzero((required > modulus)[order])
     if slow.size:
-        counts[:, slow] = _fallback_counts(vals, q_idx[slow], q_val[slow], diffs, window, exact)
-    p0 = counts[diffs].astype(np.float32)  # >= 1: the pixel itself
+        counts[:, slow] = _fallback_counts(vals, q_idx[slow], q_val[slow], offsets, window, exact)
+    p0 = counts[0].astype(np.float32)  # >= 1: the pixel itself
     best = np.zeros(q_idx.size, np.float32)
-    for d in range(1, diffs + 1):
-        p = np.maximum(counts[diffs + d], counts[diffs - d]).astype(np.float32)
-        val = np.float32(_CONTRAST_WEIGHTS[d - 1]) * p0 * p / (p0 + p)
-        best = np.maximum(best, np.where(q_val <= tvi[d - 1], val, 0))
+    for i, d in enumerate(steps):
+        p = np.maximum(counts[1 + 2 * i], counts[2 + 2 * i]).astype(np.float32)
+        val = p0 * p
+        val *= _CONTRAST_WEIGHTS[d - 1]
+        val /= p0 + p
+        np.maximum(best, val, out=best, where=q_val <= tvi[d - 1])
     c.reshape(-1)[q_idx] = best
     return c
 
@@ -295,11 +321,11 @@ def _topk_mean(c: np.ndarray, topk: float) -> float:
     return float(nonzero.sum(dtype=np.float64)) / k
 
 
-def _check_cambi_args(luma10: np.ndarray, window_size: int, topk: float, tvi_threshold: float,
-                      max_log_contrast: int, eotf: str) -> None:  # fmt: skip
+def _check_cambi_args(
+    luma10: np.ndarray, window_size: int, topk: float, tvi_threshold: float, max_log_contrast: int, eotf: str
+) -> None:
     if luma10.ndim != 2 or luma10.size == 0 or not np.issubdtype(luma10.dtype, np.integer):
-        raise ValueError(f"luma10 must be a non-empty 2-D integer array, got {luma10.dtype} "
-                         f"{luma10.shape}")  # fmt: skip
+        raise ValueError(f"luma10 must be a non-empty 2-D integer array, got {luma10.dtype} {luma10.shape}")
     if luma10.min() < 0 or luma10.max() > 1023:
         raise ValueError("luma10 must hold 10-bit codes 0..1023")
     if not 15 <= window_size <= 127:

@@ -6,6 +6,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 
 def read_log(path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """log.csv (step, key, value rows) -> key -> (steps, values)."""
@@ -20,12 +22,7 @@ def read_log(path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
 
 def plot_training_log(log_csv: str | Path, out_png: str | Path) -> None:
     """Loss (smoothed) and validation PSNR against steps, as a small PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    plt = _plt()
     series = read_log(log_csv)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     steps, loss = map(np.asarray, series["loss"])
@@ -38,6 +35,59 @@ def plot_training_log(log_csv: str | Path, out_png: str | Path) -> None:
         ax2.plot(*series[key], marker=".", label=key.removeprefix("psnr_"))
     ax2.set(xlabel="step", ylabel="PSNR (dB)", title="held-out 6-bit scenes")
     ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def steps_plot(results: dict, out_png: str | Path, set_name: str = "all synthetic (mean)") -> None:
+    """INDI's distortion-perception trade-off: PSNR and CAMBI against the number of steps."""
+    plt = _plt()
+    rows = [r for r in results[set_name] if r.method.startswith("deband ") and "strength" not in r.method]
+    steps = [int(r.method.split()[1]) for r in rows]
+    clean = next((r for r in results[set_name] if r.method == "clean reference"), None)
+    banded = next(r for r in results[set_name] if r.method == "banded input")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    a1.semilogx(steps, [r.psnr for r in rows], "o-", label="deband")
+    a1.axhline(banded.psnr, color="0.5", ls="--", label="banded input")
+    a1.set(xlabel="INDI steps", ylabel="PSNR (dB)", title=f"fidelity, {set_name}")
+    a2.semilogx(steps, [r.cambi for r in rows], "o-", label="CAMBI")
+    a2.semilogx(steps, [r.cambi4 for r in rows], "s-", label="CAMBI mlc4")
+    if clean is not None:
+        a2.axhline(clean.cambi, color="C0", ls=":", label="clean (CAMBI)")
+        a2.axhline(clean.cambi4, color="C1", ls=":", label="clean (mlc4)")
+    a2.set(xlabel="INDI steps", ylabel="CAMBI (lower: less banding)", title="banding")
+    for a in (a1, a2):
+        a.set_xticks(steps, [str(s) for s in steps])
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def crops_figure(panels: list[list[tuple[str, np.ndarray]]], out_png: str | Path, boost: float = 3.0) -> None:
+    """A grid of zoomed crops: one row per image, one column per method, contrast x`boost`
+    around each row's mean so that bands are visible. panels[i] = [(title, (h, w, 3) float)]."""
+    plt = _plt()
+    rows, cols = len(panels), len(panels[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), dpi=110, squeeze=False)
+    for i, row in enumerate(panels):
+        mean = row[0][1].mean(axis=(0, 1), keepdims=True)
+        for j, (title, img) in enumerate(row):
+            axes[i, j].imshow(np.clip((img - mean) * boost + 0.5, 0, 1), interpolation="nearest")
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(title, fontsize=8)
+    fig.suptitle(f"zoomed crops, contrast x{boost:g}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
