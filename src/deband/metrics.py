@@ -6,6 +6,12 @@ equals the frame size: zero-derivative spatial mask, 5 scales (2x decimation by 
 other pixel, then a 3x3 separable mode filter), windowed histograms of the masked pixels,
 per-pixel c-values over contrasts of 1..2**max_log_contrast codes gated by a BT.1886 (or PQ)
 visibility table, top-k pooling per scale and a weighted sum over scales.
+
+Speed: libvmaf slides one histogram per column down the frame. Here the count of value v + k in
+the window around each pixel comes from a box filter of the pixels whose value is congruent to
+v + k modulo M (one cv2.boxFilter per residue class, M = 16..1024 picked per scale). That is the
+exact count wherever no value in the window lies M - |k| or more away from v; the remaining
+pixels are counted exactly, tile by tile, one box filter per value. Scores match libvmaf's.
 """
 
 from __future__ import annotations
@@ -74,6 +80,10 @@ _CONTRAST_WEIGHTS += (8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9)
 _MASK_FILTER_SIZE = 7
 _FOOT, _HEAD = 64, 940  # limited-range 10-bit luma
 _EOTFS = ("bt1886", "pq")
+# Speed only (results are exact either way): the cost of one query pixel left to the exact
+# tile-by-tile fallback, in box-filtered pixels, and the side of those tiles.
+_FALLBACK_COST = 5000
+_TILE = 64
 
 
 def _eotf(v: float, eotf: str) -> float:
@@ -231,10 +241,6 @@ def _required_modulus(vals: np.ndarray, q_idx: np.ndarray, diffs: int, window: i
     return spread + diffs + 1
 
 
-_FALLBACK_COST = 5000  # box-filtered pixels that one fallback query pixel is worth
-_TILE = 64  # side of the output tiles of the exact fallback
-
-
 def _choose_modulus(vals: np.ndarray, required: np.ndarray, diffs: int, exact: int) -> int:
     """Modulus for the whole frame balancing box filters (one per residue) against fallback."""
     hist = np.bincount(vals[vals >= 0], minlength=exact)
@@ -283,7 +289,9 @@ def _c_values(img: np.ndarray, mask: np.ndarray, window: int, tvi: tuple[int, ..
     +- d. Returns (h, w) float32, 0 outside the mask.
     """
     diffs = len(tvi)
-    exact = tvi[-1] + 2 * diffs + 1  # values above tvi[-1] + diffs are never looked up
+    # Counted values and looked-up values v + k all lie in [-diffs, tvi[-1] + diffs], so this
+    # modulus never aliases (it is one box filter per value).
+    exact = tvi[-1] + 2 * diffs + 1
     vals = np.where(mask & (img <= tvi[-1] + diffs), img, -1).astype(np.int32)
     q_idx = np.flatnonzero(mask & (img <= tvi[-1]))
     c = np.zeros(img.shape, np.float32)

@@ -122,6 +122,25 @@ def _add_detail(img: torch.Tensor, g: torch.Generator, span: float) -> torch.Ten
     return img
 
 
+def sunset_scene(h: int, w: int, seed: int = 7, pan: float = 0.0) -> torch.Tensor:
+    """A demo scene: a sky from deep blue to orange, a soft sun, faint clouds, dark hills with
+    fine grain. `pan` moves the hills and sun sideways (for a video). Shape (3, h, w) on [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = _coords(h, w)
+    xx = xx + pan
+    v = (yy - yy.min()) / (yy.max() - yy.min())  # 0 top, 1 bottom
+    top, horizon = torch.tensor([0.10, 0.16, 0.38]), torch.tensor([0.98, 0.62, 0.34])
+    sky = top[:, None, None] + (horizon - top)[:, None, None] * v**1.6
+    sun = torch.exp(-((xx - 0.35) ** 2 + (yy - 0.05) ** 2) / 0.05)
+    sky = sky + sun * torch.tensor([0.25, 0.2, 0.08])[:, None, None]
+    sky = sky + fractal_noise(h, w, g, octaves=3, base=2) * 0.025
+    ridge = 0.22 + 0.06 * torch.sin(xx * 3.1) + 0.03 * torch.sin(xx * 7.3 + 1)
+    hills = ((yy - ridge) * max(h, w) / 2).clamp(0, 1)  # anti-aliased edge
+    grain = torch.randn((1, h, w), generator=g) * 0.01
+    ground = torch.tensor([0.05, 0.045, 0.06])[:, None, None] * (1.2 - 0.5 * v) + grain
+    return (sky * (1 - hills) + ground * hills).clamp(0, 1)
+
+
 # --- natural images ---------------------------------------------------------------------
 
 _SKIMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
