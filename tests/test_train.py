@@ -57,3 +57,28 @@ def test_torchrun_two_processes(tmp_path):
     assert "2 process(es)" in proc.stderr + proc.stdout
     assert load_model(tmp_path / "ddp" / "model.safetensors") is not None
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["steps"] == 3
+
+
+def test_spike_guard_flags_blow_ups_only():
+    from deband.train import SpikeGuard
+
+    guard = SpikeGuard(factor=20)
+    for i in range(50):
+        assert guard.limit > 1e-4 or i < 20
+        guard.record(1e-4 * (1 + (i % 3)))
+    assert 1e-3 < guard.limit < 1e-2
+    guard.record(float("nan"))
+    assert guard.skipped == 1
+
+
+def test_train_step_skips_a_spike(tiny_model):
+    from deband.losses import RestorationLoss
+    from deband.train import train_step
+
+    opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    clean, banded = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    loss = train_step(tiny_model, opt, RestorationLoss(), clean, banded, TINY_TRAIN, g, torch.device("cpu"), 1e-12)
+    assert loss != loss  # NaN: skipped
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))

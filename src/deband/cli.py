@@ -34,6 +34,9 @@ EPILOG_TRAIN = """examples:
 """
 
 
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit code USAGE
         raise DebandError(f"{self.prog}: {message}", USAGE)
@@ -92,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("-o", "--output", type=Path, required=True, help="output file (.mkv, .mp4, .mov)")
     vid.add_argument("--codec", choices=["libx265", "libx264", "ffv1"], default="libx265")
     vid.add_argument("--crf", type=_int_range(0, 51), default=18, help="quality, lower is better (default 18)")
-    vid.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    vid.add_argument("--preset", default="medium", choices=PRESETS, metavar="PRESET",
+                     help="x264/x265 speed preset, ultrafast ... placebo (default medium)")
     vid.add_argument("--bit-depth", type=int, choices=[8, 10], default=10, help="10 (default) or 8 with dither")
     vid.add_argument("--start", type=float, help="start at this many seconds")
     vid.add_argument("--duration", type=float, help="process this many seconds")
@@ -179,10 +183,12 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise DebandError(f"{args.input}: no such file", UNREADABLE) from None
     except FileExistsError:
         raise DebandError(f"{args.output}: already exists (use --overwrite to replace it)", OUTPUT) from None
-    except VideoError as e:
-        raise DebandError(f"{args.input}: {e}", UNREADABLE) from None
+    except VideoError as e:  # its message starts with the input's name
+        raise DebandError(str(e), e.code) from None
     except ValueError as e:
         raise DebandError(f"{args.output}: {e}", OUTPUT) from None
+    except OSError as e:  # writing failed (disk full, no permission): name dst, not its temp file
+        raise DebandError(f"{args.output}: write failed ({e.strerror or e})", OUTPUT) from None
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)

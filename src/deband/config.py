@@ -50,7 +50,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     steps: int = 6000  # optimiser steps
     batch: int = 8  # patches per step per process
-    lr: float = 2e-3  # peak AdamW learning rate
+    lr: float = 1e-3  # peak AdamW learning rate (2e-3 blew up: no normalisation layers)
     weight_decay: float = 1e-4
     warmup: int = 300  # linear warm-up steps before cosine decay
     ema: float = 0.999  # EMA decay of the exported weights

@@ -68,15 +68,40 @@ def patch_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of the weights, its decay warming up as (1 + step) / (10 + step) towards `decay`."""
+    d = min(decay, (1 + step) / (10 + step))
     for pe, pm in zip(ema.parameters(), unwrap(model).parameters()):
-        pe.lerp_(pm.detach(), 1 - decay)
+        pe.lerp_(pm.detach(), 1 - d)
+
+
+class SpikeGuard:
+    """Flags losses far above the recent median (or non-finite): one bad batch must not wreck
+    the weights of a network without normalisation layers."""
+
+    def __init__(self, factor: float = 20.0, window: int = 200):
+        self.factor, self.window, self.history, self.skipped = factor, window, [], 0
+
+    @property
+    def limit(self) -> float:
+        if len(self.history) < 20:
+            return math.inf
+        return self.factor * float(sorted(self.history)[len(self.history) // 2])
+
+    def record(self, loss: float) -> None:
+        if math.isnan(loss):
+            self.skipped += 1
+            return
+        self.history = (self.history + [loss])[-self.window :]
 
 
 # --- one step, validation ------------------------------------------------------------------
 
 
-def train_step(model, opt, loss_fn, clean, banded, cfg: TrainConfig, g: torch.Generator, device) -> float:
+def train_step(
+    model, opt, loss_fn, clean, banded, cfg: TrainConfig, g: torch.Generator, device, spike_limit: float = math.inf
+) -> float:
+    """One optimiser step; returns the loss, or NaN when the batch was skipped as a blow-up."""
     t = sample_t(clean.shape[0], g, cfg.t_one_fraction)
     noise = torch.randn(clean.shape, generator=g) if cfg.eps > 0 else None
     x_t = interpolate(clean, banded, t, cfg.eps, noise)
@@ -86,10 +111,16 @@ def train_step(model, opt, loss_fn, clean, banded, cfg: TrainConfig, g: torch.Ge
         pred = model(x_t, t)
     loss = loss_fn(pred.float(), clean).mean()
     opt.zero_grad(set_to_none=True)
+    mean = loss.detach().clone()
+    if dist.is_initialized():  # every rank decides on the same number, or DDP would hang
+        dist.all_reduce(mean)
+        mean /= dist.get_world_size()
+    if not torch.isfinite(mean) or mean.item() > spike_limit:  # a blow-up: skip rather than learn it
+        return float("nan")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return loss.item()
+    return mean.item()
 
 
 @torch.no_grad()
@@ -180,17 +211,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
     if main:
         log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
+    guard = SpikeGuard()
     t0, seen = time.time(), 0
     while step < cfg.steps:
         patch, batch = patch_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         clean, banded = sampler.batch(batch, patch)
-        loss = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev)
-        ema_update(ema, model, cfg.ema if step > cfg.warmup else 0.9)
+        loss = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev, guard.limit)
+        guard.record(loss)
+        ema_update(ema, model, step, cfg.ema)
         step, seen = step + 1, seen + batch * world
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3g}", patch=patch, rate=f"{seen / (time.time() - t0):.1f}/s")
+        bar.set_postfix(loss=f"{loss:.3g}", patch=patch, rate=f"{seen / (time.time() - t0):.1f}/s", skip=guard.skipped)
         _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch)
     bar.close()
     if world > 1:
@@ -202,7 +235,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
 def _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch) -> None:
     if not main:
         return
-    logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
+    if not math.isnan(loss):
+        logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
     if step % cfg.val_every == 0 or step == cfg.steps:
         metrics = validate(ema, val, dev)
         logger.write(step, metrics)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from deband.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.errors import UNREADABLE, UNSUPPORTED
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,14 @@ _DIVIDER = 2  # width in pixels of the line between "before" and "after" in spli
 
 
 class VideoError(ValueError):
-    """A video that cannot be debanded: unreadable, no video stream, no frames."""
+    """A video that cannot be debanded: unreadable, no video stream, no frames.
+
+    code: exit code for the CLI, UNREADABLE (corrupt, no frames) or UNSUPPORTED (no video).
+    """
+
+    def __init__(self, message: str, code: int = UNREADABLE):
+        super().__init__(message)
+        self.code = code
 
 
 class Restorer(Protocol):
@@ -316,7 +324,7 @@ def _open_input(src: Path) -> av.container.InputContainer:
     try:
         return av.open(str(src))
     except (av.FFmpegError, UnicodeDecodeError) as e:
-        raise VideoError(f"cannot read {src}: {e}") from e
+        raise VideoError(f"{src}: cannot read it as a video ({getattr(e, 'strerror', None) or e})") from e
 
 
 def _video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -324,7 +332,8 @@ def _video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStre
     for s in inp.streams.video:
         if not s.disposition & av.stream.Disposition.attached_pic:
             return s
-    raise VideoError(f"{inp.name}: no video stream")
+    sound_only = bool(inp.streams.audio or inp.streams.subtitles)  # else nothing usable: corrupt
+    raise VideoError(f"{inp.name}: no video stream", UNSUPPORTED if sound_only else UNREADABLE)
 
 
 def _probe(src: Path) -> _Probe:
@@ -408,7 +417,7 @@ def _add_copies(
             o = out.add_stream_from_template(s)
         except (ValueError, av.FFmpegError) as e:
             name = s.codec_context.name if s.codec_context else s.type
-            raise VideoError(
+            raise ValueError(  # an output problem: the container chosen cannot hold it
                 f"stream #{s.index} ({s.type} {name}) cannot be stored in {out.format.name}; try .mkv ({e})"
             ) from e
         o.time_base = s.time_base
@@ -452,6 +461,8 @@ class _Job:
     pending: list[av.VideoFrame] = field(default_factory=list)
     done: set[int] = field(default_factory=set)  # streams that went past `hi`
     noise: list[torch.Tensor] | None = None
+    timed: bool = False  # a video frame with a timestamp was seen
+    untimed: int = 0  # frames numbered here because the stream has no timestamps (raw .h264)
 
     def in_range(self, t: Fraction) -> bool:
         return (self.lo is None or t >= self.lo) and (self.hi is None or t < self.hi)
@@ -485,9 +496,15 @@ def _on_video_packet(job: _Job, packet: av.Packet) -> None:
         log.warning("skipping corrupt video packet at pts %s: %s", packet.pts, e)
         return
     for frame in frames:
-        if frame.pts is None:
+        if frame.pts is None and not job.timed:  # raw .h264/.hevc: number frames at the stream rate
+            rate = job.video.average_rate or job.video.guessed_rate or Fraction(25)
+            frame.pts = job.untimed * max(1, round(1 / (rate * job.video.time_base)))
+            job.untimed += 1
+        elif frame.pts is None:
             log.warning("dropping a video frame without a timestamp")
             continue
+        else:
+            job.timed = True
         t = frame.pts * job.video.time_base
         if job.hi is not None and t >= job.hi:
             job.done.add(job.video.index)
@@ -525,7 +542,7 @@ def _read_batch(job: _Job, frames: list[av.VideoFrame]) -> tuple[list[torch.Tens
     for f in frames:
         f = _native(f)
         if (f.width, f.height) != (p.width, p.height):
-            raise VideoError(f"frame size changed mid-stream to {f.width}x{f.height}")
+            raise VideoError(f"{job.inp.name}: frame size changed mid-stream to {f.width}x{f.height}")
         per_frame.append(frame_to_planes(f, p.colour))
     planes = [torch.stack(ps) for ps in zip(*per_frame)]  # [y (n, h, w), cb, cr (n, hc, wc)]
     x = planes_to_rgb(planes, p.colour.matrix)  # (n, 3, h, w)
@@ -662,11 +679,13 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"no such video: {src}")
     if dst.exists():
         if os.path.samefile(src, dst):
-            raise ValueError(f"output {dst} is the input file")
+            raise ValueError("the output is the input file")
         if not overwrite:
             raise FileExistsError(f"{dst} exists (pass overwrite=True to replace it)")
     if not dst.suffix:
-        raise VideoError(f"{dst}: give the output a container extension such as .mkv or .mp4")
+        raise ValueError("give the output a container extension such as .mkv or .mp4")
+    if not dst.parent.is_dir():
+        raise ValueError(f"output folder {dst.parent} does not exist")
 
 
 def _temp_path(dst: Path) -> Path:
@@ -694,7 +713,7 @@ def _write(
         try:
             out = av.open(str(tmp), "w", options=keep_ts)
         except (ValueError, av.FFmpegError) as e:
-            raise VideoError(f"cannot write a {tmp.suffix} file: {e}") from e
+            raise ValueError(f"cannot write {tmp.suffix} files ({e})") from e
         try:
             family = _out_family(probe)
             pix_fmt = f"yuv{family}p" + ("10le" if options.bit_depth == 10 else "")
@@ -726,7 +745,8 @@ def deband_video(
     debander: any object with `restore_batch(rgb (n, 3, h, w) float32 [0, 1]) -> same`.
     Writes `dst` atomically (temp file beside it, renamed when complete). Raises
     FileNotFoundError (no src), FileExistsError (dst exists, overwrite False), ValueError
-    (dst is src, bad options) and VideoError (unreadable, no video stream, no frames).
+    (dst is src, no such folder, a container that cannot be written or cannot hold a stream)
+    and VideoError (unreadable, no video stream, no frames).
     """
     src, dst, options = Path(src), Path(dst), options or VideoOptions()
     _check_paths(src, dst, options.overwrite)

@@ -1,0 +1,255 @@
+"""Hostile and odd video inputs through the real CLI: exit code, one line, nothing left behind.
+
+Clips are made with PyAV in tmp_path (64x48, a few frames); every run uses --preset ultrafast.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from deband.errors import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+
+W, H = 64, 48
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def deband(*args, preexec_fn=None):
+    cmd = [sys.executable, "-m", "deband.cli", "video", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV, preexec_fn=preexec_fn)
+
+
+def rgb(i: int, w: int, h: int) -> np.ndarray:
+    """Frame i: a horizontal ramp with a moving white bar, (h, w, 3) uint8."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(0, 255, w)[None].round().astype(np.uint8)
+    img[..., 2] = 90
+    img[:, (3 * i) % w] = 255
+    return img
+
+
+def make_clip(path: Path, n: int = 6, w: int = W, h: int = H, codec: str = "libx264") -> Path:
+    """n frames at 25 fps; `path`'s suffix picks the container (.h264: a raw Annex B stream)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=25, options={"preset": "ultrafast"} if codec == "libx264" else {})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(rgb(i, w, h), format="rgb24")
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path
+
+
+def add_silence(out: av.container.OutputContainer, packets: int = 8) -> None:
+    st = out.add_stream("aac", rate=48000)
+    st.layout = "mono"
+    for k in range(packets):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, k * 1024
+        for p in st.encode(frame):
+            out.mux(p)
+    for p in st.encode():
+        out.mux(p)
+
+
+def frames_of(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as c:
+        return list(c.decode(video=0))
+
+
+def leftovers(folder: Path, keep: set[Path] = frozenset()) -> list[Path]:
+    """Files in folder (hidden partial files included) other than `keep`."""
+    return sorted(p for p in folder.iterdir() if p not in keep)
+
+
+def assert_clean_failure(r: subprocess.CompletedProcess, code: int) -> None:
+    assert r.returncode == code, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deband: error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def assert_success(r: subprocess.CompletedProcess, dst: Path, frames: int) -> None:
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "error" not in r.stderr.lower(), r.stderr
+    assert f"{dst}: {frames} frames" in r.stdout
+    assert len(frames_of(dst)) == frames
+    assert not list(dst.parent.glob(".*.partial-*")), list(dst.parent.iterdir())
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _zero(d: Path) -> Path:
+    (d / "zero.mp4").write_bytes(b"")
+    return d / "zero.mp4"
+
+
+def _text(d: Path) -> Path:
+    (d / "notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    return d / "notes.mp4"
+
+
+def _truncated(d: Path) -> Path:
+    data = make_clip(d / "whole.mp4", n=8).read_bytes()
+    (d / "whole.mp4").unlink()
+    (d / "half.mp4").write_bytes(data[: len(data) // 2])
+    return d / "half.mp4"
+
+
+def _audio_only(d: Path) -> Path:
+    with av.open(str(d / "sound.m4a"), "w") as out:
+        add_silence(out)
+    return d / "sound.m4a"
+
+
+def _no_frames(d: Path) -> Path:
+    """A video stream that never gets a packet, beside an audio track."""
+    with av.open(str(d / "empty.mkv"), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        add_silence(out)
+    return d / "empty.mkv"
+
+
+BAD = {  # name: (maker, exit code, words the message must hold)
+    "zero-byte": (_zero, UNREADABLE, "cannot read"),
+    "text-file": (_text, UNREADABLE, "cannot read"),
+    "truncated": (_truncated, UNREADABLE, "cannot read"),
+    "audio-only": (_audio_only, UNSUPPORTED, "no video stream"),
+    "no-frames": (_no_frames, UNREADABLE, "no decodable frames"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input(tmp_path, tiny_weights, name):
+    make, code, words = BAD[name]
+    src = make(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband(src, "-o", out / "x.mkv", "--weights", tiny_weights, "--preset", "ultrafast")
+    assert_clean_failure(r, code)
+    assert words in r.stderr and src.name in r.stderr
+    assert leftovers(out) == []
+
+
+# ----------------------------------------------------------------------------- odd but valid inputs
+
+
+def test_one_frame_clip(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "one.mp4", n=1)
+    dst = tmp_path / "one-out.mkv"
+    assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 1)
+
+
+def test_odd_dimensions(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "odd.mkv", n=4, w=65, h=33, codec="ffv1")
+    dst = tmp_path / "odd-out.mkv"
+    assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 4)
+    f = frames_of(dst)[0]
+    assert (f.width, f.height) == (65, 33)
+
+
+def test_corrupt_packet_mid_h264_is_skipped_with_a_warning(tmp_path, tiny_weights):
+    good = make_clip(tmp_path / "good.mkv", n=10)
+    bad = tmp_path / "bad.mkv"
+    with av.open(str(good)) as inp, av.open(str(bad), "w") as out:
+        st = out.add_stream_from_template(inp.streams.video[0])
+        for k, p in enumerate(q for q in inp.demux() if q.size):
+            if k == 5:  # a P-frame in the middle: same timing, random payload
+                junk = av.Packet(np.random.default_rng(0).integers(0, 256, p.size, np.uint8).tobytes())
+                junk.pts, junk.dts, junk.time_base, junk.duration = p.pts, p.dts, p.time_base, p.duration
+                p = junk
+            p.stream = st
+            out.mux(p)
+    dst = tmp_path / "bad-out.mkv"
+    r = deband(bad, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast")
+    assert r.returncode == 0, r.stderr
+    assert "deband: warning: skipped 1 corrupt packet(s)" in r.stderr.splitlines()
+    assert f"{dst}: 9 frames" in r.stdout and len(frames_of(dst)) == 9
+    assert "Traceback" not in r.stderr
+
+
+def test_raw_h264_with_garbage_inserted(tmp_path, tiny_weights):
+    """An elementary stream has no timestamps; frames are numbered at the stream's rate."""
+    data = make_clip(tmp_path / "clean.h264", n=10).read_bytes()
+    src = tmp_path / "garbage.h264"
+    src.write_bytes(data[: len(data) // 2] + bytes(range(256)) * 3 + data[len(data) // 2 :])
+    dst = tmp_path / "garbage-out.mkv"
+    r = deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    n = int(r.stdout.split(f"{dst}: ")[1].split()[0])
+    times = [float(f.pts * f.time_base) for f in frames_of(dst)]
+    assert 8 <= n <= 10 and len(times) == n
+    assert times == sorted(times) and times[1] - times[0] == pytest.approx(0.04, abs=2e-3)
+
+
+def test_non_ascii_and_spaces_in_paths(tmp_path, tiny_weights):
+    folder = tmp_path / "dossier été 日本"
+    folder.mkdir()
+    src = make_clip(folder / "clip ñ 1.mp4", n=3)
+    dst = folder / "sortie ü ✓.mkv"
+    assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 3)
+
+
+# ----------------------------------------------------------------------------- output problems
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_equal_to_input_is_refused(tmp_path, tiny_weights, overwrite):
+    src = make_clip(tmp_path / "same.mp4", n=3)
+    before = src.read_bytes()
+    r = deband(src, "-o", src, "--weights", tiny_weights, "--preset", "ultrafast", *["--overwrite"] * overwrite)
+    assert_clean_failure(r, OUTPUT)
+    assert src.read_bytes() == before and leftovers(tmp_path, {src, tiny_weights}) == []
+
+
+def test_existing_output_without_overwrite(tmp_path, tiny_weights):
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    dst = tmp_path / "out.mkv"
+    dst.write_bytes(b"precious")
+    r = deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast")
+    assert_clean_failure(r, OUTPUT)
+    assert "already exists" in r.stderr and dst.read_bytes() == b"precious"
+    assert leftovers(tmp_path, {src, dst, tiny_weights}) == []
+
+
+@pytest.mark.parametrize(
+    "name,code",
+    [("missing/deeper/x.mkv", OUTPUT), ("x.unknownext", OUTPUT), ("no-extension", OUTPUT), ("x.mkv", USAGE)],
+)
+def test_unwritable_output(tmp_path, tiny_weights, name, code):
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    extra = ["--preset", "no-such-preset"] if code == USAGE else ["--preset", "ultrafast"]
+    r = deband(src, "-o", out / name, "--weights", tiny_weights, *extra)
+    assert_clean_failure(r, code)
+    assert leftovers(out) == [] and not (out / "missing").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE")
+def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights):
+    import resource
+
+    src = make_clip(tmp_path / "in.mp4", n=6)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    dst = out / "x.mkv"
+    r = deband(src, "-o", dst, "--weights", tiny_weights, "--codec", "ffv1", preexec_fn=small_files)
+    assert_clean_failure(r, OUTPUT)
+    assert str(dst) in r.stderr and "partial" not in r.stderr
+    assert leftovers(out) == []
