@@ -546,3 +546,34 @@ def test_killed_process_leaves_no_output(h264_aac, tmp_path):
 def test_bad_options(kwargs):
     with pytest.raises(ValueError):
         VideoOptions(**kwargs)
+
+
+# ----------------------------------------------------------------------------- the shipped model, end to end
+
+
+def banded_sky(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
+    """A smooth sky whose luma sits on 6-bit steps (4 codes apart at 8 bits): plain banding."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    y = 60 + 90 * (yy / h) + 20 * np.sin(xx / w * 3 + i * 0.05)
+    y = np.round(y / 4) * 4
+    cb = np.full((h // 2, w // 2), 140.0)
+    cr = np.full((h // 2, w // 2), 120.0)
+    return [a.round().astype(np.uint8) for a in (y, cb, cr)]
+
+
+def test_cli_1080p_h264_aac_with_the_shipped_model(tmp_path):
+    from deband.metrics import cambi_rgb
+
+    src = make_clip(tmp_path / "in.mp4", n=3, size=(1920, 1080), audio=1, planes=banded_sky)
+    dst = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-m", "deband.cli", "video", str(src), "-o", str(dst), "--preset", "ultrafast",
+           "--steps", "2", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert video_pts(dst) == video_pts(src) and len(video_pts(dst)) == 3
+    assert packets(dst, 1) == packets(src, 1)  # audio byte-identical
+    i, o = stream_info(src), stream_info(dst)
+    assert o["pix_fmt"] == "yuv420p10le" and o["tags"] == i["tags"]
+    before, after = read_video_rgb(src, 1)[0], read_video_rgb(dst, 1)[0]
+    to_np = lambda t: t.permute(1, 2, 0).numpy().astype(np.float64)  # noqa: E731
+    assert cambi_rgb(to_np(after), max_log_contrast=4) < cambi_rgb(to_np(before), max_log_contrast=4)

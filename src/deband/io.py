@@ -150,16 +150,20 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 def quantise_output(x: np.ndarray, bit_depth: int, dither: bool = True, seed: int = 0) -> np.ndarray:
     """float32 [0, 1] -> uint16, or uint8 with TPDF dither (+-1 LSB) so bands do not return."""
-    x = np.clip(x, 0, 1)
-    if bit_depth == 16:
-        return np.round(x * 65535).astype(np.uint16)
-    if bit_depth != 8:
+    if bit_depth not in (8, 16):
         raise ValueError("bit_depth must be 8 or 16")
-    v = x * 255
-    if dither:
-        rng = np.random.default_rng(seed)
-        v = v + (rng.random(x.shape, dtype=np.float32) - rng.random(x.shape, dtype=np.float32))
-    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+    dtype, peak = (np.uint16, 65535) if bit_depth == 16 else (np.uint8, 255)
+    out = np.empty(x.shape, dtype)
+    rng = np.random.default_rng(seed)
+    rows = max(1, 4_000_000 // max(1, x[0].size))  # strips of ~4 M values keep temporaries small
+    for top in range(0, x.shape[0], rows):
+        v = np.clip(x[top : top + rows], 0, 1, dtype=np.float32) * peak
+        if dither and bit_depth == 8:
+            v += rng.random(v.shape, dtype=np.float32)
+            v -= rng.random(v.shape, dtype=np.float32)
+        np.clip(np.round(v, out=v), 0, peak, out=v)
+        out[top : top + rows] = v
+    return out
 
 
 @contextlib.contextmanager

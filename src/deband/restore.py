@@ -132,8 +132,10 @@ class Debander:
         rgb = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None]  # (1, 1|3, h, w)
         out = self.restore_batch(rgb.expand(1, 3, *rgb.shape[2:]), on_tile)[0]
         out = out.mean(0, keepdim=True) if colour.shape[2] == 1 else out
-        res = np.concatenate([out.permute(1, 2, 0).numpy(), alpha], axis=2)
-        return res[..., 0] if squeeze else res
+        res = out.permute(1, 2, 0).numpy()
+        if alpha.shape[2]:
+            res = np.concatenate([res, alpha], axis=2)
+        return res[..., 0] if squeeze else np.ascontiguousarray(res)
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
