@@ -57,3 +57,13 @@ def test_restoration_loss_per_sample(fft):
 def test_restoration_loss_rejects_unknown():
     with pytest.raises(ValueError):
         RestorationLoss(LossConfig(fft="wavelet"))(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))
+
+
+def test_normalised_loss_weighs_each_image_by_its_own_error():
+    clean = torch.rand(2, 3, 16, 16)
+    banded = clean + torch.tensor([0.1, 0.001])[:, None, None, None]  # a coarse and a fine error
+    halfway = (clean + banded) / 2
+    loss = RestorationLoss(LossConfig(fft="none", normalise=True))(halfway, clean, banded)
+    assert torch.allclose(loss, torch.full((2,), 0.25))  # both removed half their error
+    raw = RestorationLoss(LossConfig(fft="none", normalise=False))(halfway, clean, banded)
+    assert raw[0] > 1000 * raw[1]

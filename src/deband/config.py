@@ -41,6 +41,7 @@ class LossConfig:
     fft: str = "magphase"  # "magphase" | "reim" (L1 on raw real/imag parts) | "none"
     fft_weight: float = 5e-5  # FFT term ~1000x the pixel MSE at identity: this makes it ~6 % of the loss
     phase_weight: float = 1.0  # weight of the phase term inside the magphase loss
+    normalise: bool = True  # divide each sample's loss by its banded input's pixel error (6-bit counts like 3-bit)
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,18 @@ def synthetic_set(name: str, n: int = 12, size: int = 384, seed: int = 20_000) -
     return pairs
 
 
-def unbanded_set(size: int = 384) -> list[Pair]:
-    """Clean photos (bundled, high precision) with fine detail, delivered at 8 bits: no banding."""
-    pairs = []
-    for i, photo in enumerate(bundled_photos()):
-        crop = _hwc(photo[:, :size, :size])
-        pairs.append(Pair(crop, np.round(crop * 255) / 255, f"photo-{i}"))
-    return pairs
+def unbanded_set(size: int = 384, textures: int = 6, seed: int = 30_000) -> list[Pair]:
+    """Images with nothing to deband, delivered at 8 bits: the bundled photos (downscaled, so
+    high precision) and scenes under film grain and fine texture. A restorer must leave them be."""
+    clean = [photo[:, :size, :size] for photo in bundled_photos()]
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(textures):
+        scene = procedural_scene(size, size, g)
+        grain = torch.randn((1, size, size), generator=g) * (0.01 + 0.02 * torch.rand((), generator=g))
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        grating = 0.03 * torch.sin((xx * 0.9 + yy * 0.4) * (1.0 + torch.rand((), generator=g)))
+        clean.append((scene + grain + grating).clamp(0, 1))
+    return [Pair(_hwc(c), np.round(_hwc(c) * 255) / 255, f"unbanded-{i}") for i, c in enumerate(clean)]
 
 
 def folder_set(folder: Path, pattern: str = "banded-*.png") -> list[Pair]:

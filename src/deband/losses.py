@@ -57,7 +57,16 @@ class RestorationLoss:
     def __init__(self, config: LossConfig = LossConfig()):
         self.config = config
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, degraded: torch.Tensor | None = None) -> torch.Tensor:
+        """pred, target, degraded: shape (b, c, h, w). With `normalise`, each sample's loss is
+        divided by the degraded input's pixel loss, so that every image counts by how much of
+        its own error is removed, not by how coarse its banding was. Returns shape (b,)."""
+        loss = self._raw(pred, target)
+        if self.config.normalise and degraded is not None:
+            loss = loss / self._raw(degraded, target).detach().clamp_min(1e-6)
+        return loss
+
+    def _raw(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         loss = cfg.pixel_weight * pixel_loss(pred, target, cfg.pixel)
         if cfg.fft == "magphase":

@@ -105,11 +105,11 @@ def train_step(
     t = sample_t(clean.shape[0], g, cfg.t_one_fraction)
     noise = torch.randn(clean.shape, generator=g) if cfg.eps > 0 else None
     x_t = interpolate(clean, banded, t, cfg.eps, noise)
-    x_t, clean, t = (v.to(device, non_blocking=True) for v in (x_t, clean, t))
+    x_t, clean, banded, t = (v.to(device, non_blocking=True) for v in (x_t, clean, banded, t))
     x_t = x_t.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         pred = model(x_t, t)
-    loss = loss_fn(pred.float(), clean).mean()
+    loss = loss_fn(pred.float(), clean, banded).mean()
     opt.zero_grad(set_to_none=True)
     mean = loss.detach().clone()
     if dist.is_initialized():  # every rank decides on the same number, or DDP would hang
