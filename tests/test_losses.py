@@ -61,9 +61,9 @@ def test_restoration_loss_rejects_unknown():
 
 def test_normalised_loss_weighs_each_image_by_its_own_error():
     clean = torch.rand(2, 3, 16, 16)
-    banded = clean + torch.tensor([0.1, 0.001])[:, None, None, None]  # a coarse and a fine error
+    banded = clean + torch.tensor([0.1, 0.004])[:, None, None, None]  # a coarse and a fine error
     halfway = (clean + banded) / 2
     loss = RestorationLoss(LossConfig(fft="none", normalise=True))(halfway, clean, banded)
-    assert torch.allclose(loss, torch.full((2,), 0.25))  # both removed half their error
+    assert torch.allclose(loss, torch.full((2,), 0.25), atol=1e-3)  # both removed half their error
     raw = RestorationLoss(LossConfig(fft="none", normalise=False))(halfway, clean, banded)
-    assert raw[0] > 1000 * raw[1]
+    assert raw[0] > 100 * raw[1]
