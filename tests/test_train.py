@@ -27,8 +27,8 @@ def test_schedules():
     cfg = TrainConfig(steps=1000, warmup=100, lr=1e-3)
     assert lr_at(0, cfg) < lr_at(99, cfg) <= 1e-3
     assert lr_at(999, cfg) < 0.05e-3
-    assert patch_at(0, cfg)[0] == 128 and patch_at(999, cfg)[0] == 384
-    assert patch_at(0, cfg)[1] > patch_at(999, cfg)[1]
+    grow = TrainConfig(steps=1000, curriculum=((0.0, 128), (0.5, 256)))
+    assert patch_at(0, grow) == (128, 4 * grow.batch) and patch_at(999, grow) == (256, grow.batch)
 
 
 def test_train_writes_weights_log_and_resumes(tmp_path):
@@ -65,10 +65,13 @@ def test_spike_guard_flags_blow_ups_only():
     guard = SpikeGuard(factor=20)
     for i in range(50):
         assert guard.limit > 1e-4 or i < 20
-        guard.record(1e-4 * (1 + (i % 3)))
+        guard.record(1e-4 * (1 + (i % 3)), False)
     assert 1e-3 < guard.limit < 1e-2
-    guard.record(float("nan"))
-    assert guard.skipped == 1
+    guard.record(float("nan"), True)
+    assert guard.skipped == 1 and len(guard.history) == 50
+    for _ in range(150):  # a lasting new level is accepted, not skipped for ever
+        guard.record(0.1, 0.1 > guard.limit)
+    assert guard.limit > 0.1
 
 
 def test_train_step_skips_a_spike(tiny_model):
@@ -79,6 +82,7 @@ def test_train_step_skips_a_spike(tiny_model):
     before = [p.detach().clone() for p in tiny_model.parameters()]
     clean, banded = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     g = torch.Generator().manual_seed(0)
-    loss = train_step(tiny_model, opt, RestorationLoss(), clean, banded, TINY_TRAIN, g, torch.device("cpu"), 1e-12)
-    assert loss != loss  # NaN: skipped
+    loss, skipped = train_step(tiny_model, opt, RestorationLoss(), clean, banded, TINY_TRAIN, g, torch.device("cpu"),
+                               1e-12)
+    assert skipped and loss > 0
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))

@@ -64,7 +64,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(config.time_dim, config.time_dim), nn.SiLU(), nn.Linear(config.time_dim, config.time_dim)
         )
-        self.stem = nn.Conv2d(c * r * r, chs[0], 3, padding=1)
+        self.stem = nn.Conv2d(2 * c * r * r + c, chs[0], 3, padding=1)
         self.enc = nn.ModuleList(
             nn.ModuleList(ResBlock(ch, config.time_dim) for _ in range(config.blocks)) for ch in chs
         )
@@ -90,7 +90,7 @@ class UNet(nn.Module):
         m = self.config.multiple
         ph, pw = (-h) % m, (-w) % m
         x = F.pad(x_t, (0, pw, 0, ph), mode="replicate") if ph or pw else x_t
-        feat = self.stem(F.pixel_unshuffle(x, self.config.unshuffle) * 2 - 1)  # (b, c0, H/r, W/r)
+        feat = self.stem(self._stem_input(x))  # (b, c0, H/r, W/r)
         skips = []
         for level, blocks in enumerate(self.enc):
             if level > 0:
@@ -103,10 +103,26 @@ class UNet(nn.Module):
             feat = feat + skips[level]  # additive skip
             for block in self.dec[level]:
                 feat = block(feat, temb)
-        residual = F.pixel_shuffle(self.head(F.silu(feat)), self.config.unshuffle)  # (b, c, H, W)
+        gain = self.config.detail_gain
+        residual = F.pixel_shuffle(self.head(F.silu(feat)), self.config.unshuffle)  # (b, c, H, W), x gain
         if self.config.refine:
-            residual = residual + self.refine(torch.cat([x * 2 - 1, residual * 10], dim=1))
-        return (x + residual.to(x.dtype))[:, :, :h, :w]
+            residual = residual + self.refine(torch.cat([x * 2 - 1, residual], dim=1))
+        return (x + residual.to(x.dtype) / gain)[:, :, :h, :w]
+
+    def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Space-to-depth pixels plus their local detail amplified by `detail_gain`.
+
+        Band steps are ~1/64 of the signal; amplified detail lets the first layer see them at
+        the scale of everything else. Returns shape (b, 2 c r^2 + c, H/r, W/r).
+        """
+        b, c, _, _ = x.shape
+        r, gain = self.config.unshuffle, self.config.detail_gain
+        u = F.pixel_unshuffle(x, r)  # (b, c r^2, H/r, W/r), channel-major
+        blocks = u.unflatten(1, (c, r * r))  # (b, c, r^2, H/r, W/r)
+        mean = blocks.mean(2)  # (b, c, H/r, W/r): each r x r block's mean
+        within = (blocks - mean[:, :, None]).flatten(1, 2) * gain  # detail inside blocks
+        around = (mean - F.avg_pool2d(F.pad(mean, (1, 1, 1, 1), mode="replicate"), 3, stride=1)) * gain
+        return torch.cat([u * 2 - 1, within, around], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

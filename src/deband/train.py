@@ -88,11 +88,11 @@ class SpikeGuard:
             return math.inf
         return self.factor * float(sorted(self.history)[len(self.history) // 2])
 
-    def record(self, loss: float) -> None:
-        if math.isnan(loss):
-            self.skipped += 1
-            return
-        self.history = (self.history + [loss])[-self.window :]
+    def record(self, loss: float, skipped: bool) -> None:
+        """Skipped losses enter the history too, so a lasting change of level is soon accepted."""
+        self.skipped += skipped
+        if math.isfinite(loss):
+            self.history = (self.history + [loss])[-self.window :]
 
 
 # --- one step, validation ------------------------------------------------------------------
@@ -100,8 +100,8 @@ class SpikeGuard:
 
 def train_step(
     model, opt, loss_fn, clean, banded, cfg: TrainConfig, g: torch.Generator, device, spike_limit: float = math.inf
-) -> float:
-    """One optimiser step; returns the loss, or NaN when the batch was skipped as a blow-up."""
+) -> tuple[float, bool]:
+    """One optimiser step; returns (mean loss over ranks, whether it was skipped as a blow-up)."""
     t = sample_t(clean.shape[0], g, cfg.t_one_fraction)
     noise = torch.randn(clean.shape, generator=g) if cfg.eps > 0 else None
     x_t = interpolate(clean, banded, t, cfg.eps, noise)
@@ -116,11 +116,11 @@ def train_step(
         dist.all_reduce(mean)
         mean /= dist.get_world_size()
     if not torch.isfinite(mean) or mean.item() > spike_limit:  # a blow-up: skip rather than learn it
-        return float("nan")
+        return mean.item(), True
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return mean.item()
+    return mean.item(), False
 
 
 @torch.no_grad()
@@ -218,8 +218,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         clean, banded = sampler.batch(batch, patch)
-        loss = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev, guard.limit)
-        guard.record(loss)
+        loss, skipped = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev, guard.limit)
+        guard.record(loss, skipped)
         ema_update(ema, model, step, cfg.ema)
         step, seen = step + 1, seen + batch * world
         bar.update(1)
@@ -235,8 +235,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
 def _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch) -> None:
     if not main:
         return
-    if not math.isnan(loss):
-        logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
+    logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
     if step % cfg.val_every == 0 or step == cfg.steps:
         metrics = validate(ema, val, dev)
         logger.write(step, metrics)
