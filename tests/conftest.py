@@ -4,7 +4,8 @@ import torch
 from deband.config import ModelConfig
 from deband.model import UNet
 
-TINY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16)
+TINY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16, smooth_scales=3)
+IDENTITY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16, smooth_scales=0)  # untrained: exactly x
 
 
 def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import IDENTITY
 from deband.config import ModelConfig
 from deband.model import UNet, count_parameters
 
@@ -15,7 +15,7 @@ def test_any_size(tiny_model, h, w):
 
 def test_untrained_model_is_identity():
     x = torch.rand(1, 3, 20, 30)
-    assert torch.equal(UNet(TINY)(x, torch.ones(1)), x)
+    assert torch.equal(UNet(IDENTITY)(x, torch.ones(1)), x)
 
 
 def test_time_changes_output(tiny_model):

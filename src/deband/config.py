@@ -20,11 +20,12 @@ class ModelConfig:
     time_dim: int = 64  # width of the sinusoidal time embedding
     refine: int = 8  # width of the full-resolution refinement convs (0: none)
     detail_gain: float = 32.0  # local detail enters, and the correction leaves, scaled by this
+    smooth_scales: int = 6  # blend candidates: the input smoothed at 2, 4, ... 2**smooth_scales pixels
 
     @property
     def multiple(self) -> int:
         """Input H and W are padded to a multiple of this."""
-        return self.unshuffle * 2 ** (len(self.channels) - 1)
+        return max(self.unshuffle * 2 ** (len(self.channels) - 1), 2**self.smooth_scales)
 
 
 @dataclass(frozen=True)

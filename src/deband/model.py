@@ -76,6 +76,12 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(chs[0], c * r * r, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # per-pixel blend weights over [x, x smoothed at 2, 4, ... px]; starts ~96 % on x
+        self.blend = nn.Conv2d(chs[0], c * (config.smooth_scales + 1), 3, padding=1) if config.smooth_scales else None
+        if self.blend is not None:
+            nn.init.zeros_(self.blend.weight)
+            with torch.no_grad():
+                self.blend.bias.copy_(torch.tensor([5.0] + [0.0] * config.smooth_scales).repeat(c))
         if config.refine:  # full resolution: sharpens the correction at band edges
             self.refine = nn.Sequential(
                 nn.Conv2d(2 * c, config.refine, 3, padding=1), nn.SiLU(), nn.Conv2d(config.refine, c, 3, padding=1)
@@ -104,10 +110,29 @@ class UNet(nn.Module):
             for block in self.dec[level]:
                 feat = block(feat, temb)
         gain = self.config.detail_gain
-        residual = F.pixel_shuffle(self.head(F.silu(feat)), self.config.unshuffle)  # (b, c, H, W), x gain
+        feat = F.silu(feat)
+        smooth = self._blend(x, self.blend(feat)) if self.blend is not None else x  # where, how widely to smooth
+        residual = F.pixel_shuffle(self.head(feat), self.config.unshuffle)  # (b, c, H, W), x gain
         if self.config.refine:
-            residual = residual + self.refine(torch.cat([x * 2 - 1, residual], dim=1))
-        return (x + residual.to(x.dtype) / gain)[:, :, :h, :w]
+            residual = residual + self.refine(torch.cat([x * 2 - 1, (smooth - x) * gain + residual], dim=1))
+        return (smooth + residual.to(x.dtype) / gain)[:, :, :h, :w]
+
+    def _blend(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax-weighted mix of x and x smoothed at 2, 4, ... 2**k pixels, per pixel and channel.
+
+        Smoothing inside a band, with the width chosen from context, is what removes a band;
+        keeping x near real edges and texture is what keeps detail. logits: (b, c (k+1), H/r, W/r).
+        """
+        b, c, h, w = x.shape
+        k = self.config.smooth_scales
+        candidates, level = [x], x
+        for _ in range(k):
+            level = F.avg_pool2d(level, 2)
+            candidates.append(F.interpolate(level, size=(h, w), mode="bilinear", align_corners=False))
+        stack = torch.stack(candidates, dim=2)  # (b, c, k+1, H, W)
+        weights = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+        weights = weights.unflatten(1, (c, k + 1)).softmax(dim=2)  # (b, c, k+1, H, W)
+        return (weights * stack).sum(dim=2)
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """Space-to-depth pixels plus their local detail amplified by `detail_gain`.
