@@ -86,3 +86,14 @@ def test_train_step_skips_a_spike(tiny_model):
                                1e-12)
     assert skipped and loss > 0
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
+
+
+def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(TINY_TRAIN, out)  # checkpoints at 3 and 6
+    with (out / "log.csv").open("a") as f:
+        f.write("7,loss,0.5\n")  # as if the process died after step 7
+    train(replace(TINY_TRAIN, steps=8), out, resume=True)
+    rows = [r.split(",") for r in (out / "log.csv").read_text().splitlines()[1:]]
+    losses = [int(step) for step, key, _ in rows if key == "loss"]
+    assert losses == list(range(1, 9))  # the stray row for step 7 is gone, the rerun's is there

@@ -248,7 +248,8 @@ def make_report(results: dict[str, list[Row]], folder: Path, command: str, weigh
     ours = our_methods(weights, [default_steps], [1.0])
     methods = {"banded": identity, "ffmpeg deband": baseline("ffmpeg-deband"),
                "ffmpeg gradfun": baseline("ffmpeg-gradfun")} | {"deband (ours)": next(iter(ours.values()))}
-    pairs = [synthetic_set(name, 1, seed=20_000 + 7)[0] for name in ("rgb-6bit", "luma6-chroma5", "dark-8bit-x4")]
+    pool = synthetic_set("rgb-6bit", 12) + synthetic_set("luma6-chroma5", 12)
+    pairs = sorted(pool, key=lambda p: -cambi_rgb(p.degraded, max_log_contrast=4))[:3]  # the most banded
     crops_figure(crop_panels(methods, pairs), folder / "quality-crops.png")
     figures = {"Steps: distortion vs perception": "quality-steps.png", "Zoomed crops": "quality-crops.png"}
     return write_report(results, folder, command, figures)

@@ -1,12 +1,16 @@
 """The restoration network F(x_t, t) -> x0_hat: a compact, fully convolutional U-Net.
 
 Bands are tens to hundreds of pixels wide, so a pixel inside a flat band can only be
-restored by a network that sees the band's edges. The stem folds 2x2 pixels into channels
-(space-to-depth) and every level halves the resolution again: with the default five levels
-the deepest features sit at 1/32 scale and the receptive field spans several hundred pixels
-while the cost per full-resolution pixel stays small. There is no normalisation over space
-and no global pooling, so a tile of an image gives the same result as the whole image away
-from its border.
+restored by a network that sees the band's edges. The stem folds 4x4 pixels into channels
+(space-to-depth), with their local detail amplified so that one-code steps are visible to
+the first layer, and every level halves the resolution again: the deepest features sit at
+1/64 scale and the receptive field spans several hundred pixels at a small cost per pixel.
+
+The output is built to make debanding easy to learn: per pixel and channel, a softmax blend
+of the input and copies of it smoothed over 2, 4, ... 64 pixels (the network decides where
+to smooth and how widely), plus a small direct correction refined at full resolution.
+There is no normalisation over space and no global pooling, so a tile of an image gives the
+same result as the whole image away from its border.
 """
 
 from __future__ import annotations

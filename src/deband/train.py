@@ -161,10 +161,14 @@ def _restore(path: Path, model, ema, opt, g: torch.Generator) -> int:
 class Logger:
     """CSV log (and TensorBoard when installed) written by rank 0 only."""
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, start_step: int = 0):
         self.enabled, self.path, self.tb = enabled, out / "log.csv", None
         if not enabled:
             return
+        if self.path.exists():  # a resumed run rewrites what came after its checkpoint
+            rows = self.path.read_text().splitlines()
+            kept = rows[:1] + [r for r in rows[1:] if int(r.split(",", 1)[0]) <= start_step]
+            self.path.write_text("\n".join(kept) + "\n")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -207,7 +211,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler, loss_fn = PairSampler(cfg.data, g), RestorationLoss(cfg.loss)
     val = validation_set(cfg.val_images, cfg.val_size) if main else None
-    logger = Logger(out, main)
+    logger = Logger(out, main, step)
     if main:
         log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
