@@ -97,3 +97,27 @@ def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
     rows = [r.split(",") for r in (out / "log.csv").read_text().splitlines()[1:]]
     losses = [int(step) for step, key, _ in rows if key == "loss"]
     assert losses == list(range(1, 9))  # the stray row for step 7 is gone, the rerun's is there
+
+
+def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path):
+    from deband.checkpoint import save_weights
+    from deband.model import UNet
+
+    start = UNet(TINY_TRAIN.model)
+    for p in start.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    save_weights(start, tmp_path / "start.safetensors")
+    weights = train(replace(TINY_TRAIN, steps=1, ema=0.0), tmp_path / "run", init=tmp_path / "start.safetensors")
+    x = torch.rand(1, 3, 32, 32)
+    fresh = train(replace(TINY_TRAIN, steps=1, ema=0.0), tmp_path / "fresh")
+    # one small step from the start is much closer to it than an untrained model is
+    gap = (load_model(weights)(x, torch.ones(1)) - start(x, torch.ones(1))).abs().mean()
+    far = (load_model(fresh)(x, torch.ones(1)) - start(x, torch.ones(1))).abs().mean()
+    assert gap < 0.5 * far
+    other = replace(TINY_TRAIN, model=replace(TINY_TRAIN.model, channels=(8, 12, 24)))
+    try:
+        train(other, tmp_path / "other", init=tmp_path / "start.safetensors")
+    except SystemExit as e:
+        assert "model config differs" in str(e)
+    else:
+        raise AssertionError("a mismatched --init was accepted")

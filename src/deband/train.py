@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from deband.checkpoint import load_training_state, save_training_state, save_weights, unwrap
+from deband.checkpoint import load_model, load_training_state, save_training_state, save_weights, unwrap
 from deband.config import TrainConfig, load_train_config, save_json
 from deband.data import PairSampler, validation_set
 from deband.indi import interpolate, sample, sample_t
@@ -158,6 +158,13 @@ def _restore(path: Path, model, ema, opt, g: torch.Generator) -> int:
     return int(state["step"])
 
 
+def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
+    start = load_model(path)
+    if start.config != cfg.model:
+        raise SystemExit(f"{path}: its model config differs from the run's; pass a matching --config")
+    return start.state_dict()
+
+
 class Logger:
     """CSV log (and TensorBoard when installed) written by rank 0 only."""
 
@@ -194,8 +201,13 @@ class Logger:
 # --- the loop ------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str = "auto") -> Path:
-    """Train a model; returns the path of the exported EMA weights (rank 0's view)."""
+def train(
+    cfg: TrainConfig, out: str | Path, resume: bool = False, device: str = "auto", init: str | Path | None = None
+) -> Path:
+    """Train a model; returns the path of the exported EMA weights (rank 0's view).
+
+    `init` starts from existing inference weights (same architecture) with a fresh optimiser.
+    """
     rank, world, dev = setup_distributed(device)
     out = Path(out)
     main = rank == 0
@@ -203,7 +215,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str =
         out.mkdir(parents=True, exist_ok=True)
         save_json(cfg, out / "config.json")
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = UNet(cfg.model).to(dev).to(memory_format=torch.channels_last)
+    model = UNet(cfg.model)
+    if init is not None and not resume:
+        model.load_state_dict(_initial_weights(init, cfg))
+    model = model.to(dev).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
@@ -256,6 +271,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, weights")
     p.add_argument("--config", help="JSON TrainConfig to start from (defaults otherwise)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--init", help="start from these .safetensors weights (fresh optimiser and schedule)")
     p.add_argument("--steps", type=int, help="override the number of optimiser steps")
     p.add_argument("--batch", type=int, help="override patches per step per process")
     p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train(config_from_args(args), args.out, args.resume, args.device)
+    train(config_from_args(args), args.out, args.resume, args.device, args.init)
     return 0
 
 
