@@ -4,10 +4,12 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
 import torch
 
 from deband.checkpoint import load_model
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
+from deband.errors import DebandError
 from deband.train import lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
@@ -115,9 +117,5 @@ def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path
     far = (load_model(fresh)(x, torch.ones(1)) - start(x, torch.ones(1))).abs().mean()
     assert gap < 0.5 * far
     other = replace(TINY_TRAIN, model=replace(TINY_TRAIN.model, channels=(8, 12, 24)))
-    try:
+    with pytest.raises(DebandError, match="model config differs"):
         train(other, tmp_path / "other", init=tmp_path / "start.safetensors")
-    except SystemExit as e:
-        assert "model config differs" in str(e)
-    else:
-        raise AssertionError("a mismatched --init was accepted")

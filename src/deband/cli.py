@@ -30,6 +30,7 @@ EPILOG_TRAIN = """examples:
   deband train --out runs/mine                        train with the default config
   deband train --out runs/mine --resume               continue an interrupted run
   deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
+  deband train --out runs/tuned --init model.safetensors   fine-tune existing weights
   torchrun --nproc_per_node 2 -m deband.train --out runs/ddp   data-parallel
 """
 
@@ -233,7 +234,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import config_from_args, train
 
-    train(config_from_args(args), args.out, args.resume, args.device)
+    train(config_from_args(args), args.out, args.resume, args.device, args.init)
     return 0
 
 

@@ -20,9 +20,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from deband.checkpoint import load_model, load_training_state, save_training_state, save_weights, unwrap
+from deband.checkpoint import WeightsError, load_model, load_training_state, save_training_state, save_weights, unwrap
 from deband.config import TrainConfig, load_train_config, save_json
 from deband.data import PairSampler, validation_set
+from deband.errors import UNREADABLE, USAGE, DebandError
 from deband.indi import interpolate, sample, sample_t
 from deband.losses import RestorationLoss
 from deband.metrics import psnr
@@ -159,9 +160,12 @@ def _restore(path: Path, model, ema, opt, g: torch.Generator) -> int:
 
 
 def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
-    start = load_model(path)
+    try:
+        start = load_model(path)
+    except WeightsError as e:
+        raise DebandError(str(e), UNREADABLE) from None
     if start.config != cfg.model:
-        raise SystemExit(f"{path}: its model config differs from the run's; pass a matching --config")
+        raise DebandError(f"{path}: its model config differs from the run's; pass a matching --config", USAGE)
     return start.state_dict()
 
 
