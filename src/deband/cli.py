@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from deband.config import DEFAULT_STEPS
 from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError
 
 EPILOG_IMAGE = """examples:
@@ -67,7 +68,8 @@ def _strength(text: str) -> float:
 
 
 def _add_restore_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_int_range(1, 100), default=4, help="INDI steps (default 4)")
+    p.add_argument("--steps", type=_int_range(1, 100), default=DEFAULT_STEPS,
+                   help=f"INDI steps (default {DEFAULT_STEPS})")
     p.add_argument("--strength", type=_strength, default=1.0, help="0 < S <= 1: start time t (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from deband.baselines import FILTERS, ffmpeg_filter
+from deband.config import DEFAULT_STEPS
 from deband.degrade import dark_stretch, quantize, requantize_ycbcr, video_codec
 from deband.metrics import cambi_rgb, psnr, ssim
 from deband.sources import bundled_photos, procedural_scene
@@ -177,7 +178,7 @@ def run_eval(
     strengths: tuple[float, ...] = (1.0, 0.7, 0.5),
     reference: Path | None = None,
     device: str = "cpu",
-    default_steps: int = 4,
+    default_steps: int = DEFAULT_STEPS,
 ) -> dict[str, list[Row]]:
     """Every method on every set. Returns set name -> rows (the clean reference's row first)."""
     ours = our_methods(weights, list(steps), [1.0], device)
@@ -239,7 +240,7 @@ def write_report(results: dict[str, list[Row]], folder: Path, command: str, figu
 
 
 def make_report(results: dict[str, list[Row]], folder: Path, command: str, weights: str | None,
-                default_steps: int = 4) -> Path:
+                default_steps: int = DEFAULT_STEPS) -> Path:
     """quality.md plus its two figures (steps trade-off, zoomed crops) in `folder`."""
     from deband.report import crops_figure, steps_plot
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from deband.checkpoint import load_model
+from deband.config import DEFAULT_STEPS
 from deband.indi import sample
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
@@ -88,7 +89,7 @@ class Debander:
 
     model: torch.nn.Module
     device: torch.device = torch.device("cpu")
-    steps: int = 4
+    steps: int = DEFAULT_STEPS
     strength: float = 1.0
     tile: int = 2048
     overlap: int = 256
