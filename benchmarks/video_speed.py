@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from deband.checkpoint import DEFAULT_WEIGHTS
-from deband.config import ModelConfig
+from deband.config import DEFAULT_STEPS, ModelConfig
 from deband.model import UNet
 from deband.restore import Debander
 from deband.video import VideoOptions, VideoReport, deband_video, temporal_flicker
@@ -101,7 +101,7 @@ def main() -> None:
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CPU, and CUDA too when available"
     )
     p.add_argument("--batch", type=int, default=4, help="frames per restore_batch call")
-    p.add_argument("--steps", type=int, default=1, help="INDI steps")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"INDI steps (default {DEFAULT_STEPS})")
     p.add_argument("--codec", default="libx265", choices=["libx265", "libx264", "ffv1"])
     p.add_argument("--preset", default="medium")
     p.add_argument("--crf", type=int, default=18)
