@@ -141,3 +141,26 @@ def test_source_has_no_pickle_eval_or_shell_strings():
         text = path.read_text()
         for pattern in banned:
             assert not re.search(pattern, text), f"{path.name} matches {pattern!r}"
+
+
+def test_ctrl_c_keeps_the_previous_output(tmp_path):
+    import signal
+    import time
+
+    rng = np.random.default_rng(5)
+    write_image(tmp_path / "a.png", (rng.random((512, 512, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = np.full((4, 4, 3), 7, np.uint8)
+    write_image(out / "b.png", previous)
+    # the shipped model, 100 steps: half a minute of work here, so the signal lands mid-way
+    cmd = [sys.executable, "-m", "deband.cli", "image", str(tmp_path / "a.png"), "-o", str(out / "b.png"),
+           "--overwrite", "--steps", "100", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()[-1:]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]  # no temporary file left
+    assert np.array_equal(read_image(out / "b.png").pixels, previous)
