@@ -67,3 +67,19 @@ def test_sources_are_deterministic_and_high_precision():
     assert torch.equal(a, b)
     assert a.shape == (3, 128, 128) and 0 <= a.min() and a.max() <= 1
     assert a.unique().numel() > 2000  # far more than 8 bits of levels
+
+
+def test_unbanded_pairs_carry_detail_at_eight_bits():
+    from deband.config import DataConfig
+    from deband.data import PairSampler
+
+    sampler = PairSampler(DataConfig(natural_fraction=0.0, unbanded_fraction=1.0), torch.Generator().manual_seed(1))
+    clean, banded = sampler.batch(16, 64)
+    assert torch.equal(banded, degrade.quantize(clean, 8))
+    # most clean patches carry fine detail above an 8-bit code (faint texture on low-contrast scenes stays below)
+    high_pass = clean - torch.nn.functional.avg_pool2d(clean, 3, stride=1, padding=1, count_include_pad=False)
+    assert (high_pass.flatten(1).std(1) > 1 / 255).float().mean() >= 0.5
+
+    mixed = PairSampler(DataConfig(natural_fraction=0.0, unbanded_fraction=0.0), torch.Generator().manual_seed(1))
+    clean, banded = mixed.batch(4, 64)
+    assert not torch.equal(banded, degrade.quantize(clean, 8))

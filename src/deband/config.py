@@ -38,6 +38,7 @@ class DataConfig:
     natural_fraction: float = 0.15  # share of patches cut from bundled natural photos
     folders: tuple[str, ...] = ()  # extra folders of clean images (8/16-bit PNG/TIFF/JPEG)
     codec_probability: float = 0.1  # share of pairs banded by a real codec (JPEG/H.264/H.265)
+    unbanded_fraction: float = 0.2  # share of pairs with nothing to deband: grain/texture at 8 bits in, clean out
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import torch
 
 from deband.config import DataConfig
 from deband.degrade import quantize, random_degrade
-from deband.sources import bundled_photos, folder_images, load_clean, procedural_scene, random_crop
+from deband.sources import add_detail, bundled_photos, folder_images, load_clean, procedural_scene, random_crop
 
 
 class PairSampler:
@@ -30,11 +30,22 @@ class PairSampler:
             return random_crop(img, size, self.g)
         return procedural_scene(size, size, self.g)
 
+    def pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (clean, banded) pair, each shape (3, size, size). A share `unbanded_fraction`
+        has nothing to deband: a clean patch under grain or texture, delivered at 8 bits,
+        so the restorer learns to leave detail alone."""
+        clean = self.clean(size)
+        share = self.config.unbanded_fraction
+        if share > 0 and torch.rand((), generator=self.g).item() < share:
+            span = (clean.amax() - clean.amin()).item()
+            clean = add_detail(clean, self.g, span, p=1.0, grain_max=0.04).clamp(0, 1)
+            return clean, quantize(clean, 8)
+        return clean, random_degrade(clean, self.g, self.config.codec_probability)
+
     def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1]."""
-        clean = torch.stack([self.clean(size) for _ in range(n)])
-        banded = torch.stack([random_degrade(c, self.g, self.config.codec_probability) for c in clean])
-        return clean, banded
+        pairs = [self.pair(size) for _ in range(n)]
+        return torch.stack([c for c, _ in pairs]), torch.stack([b for _, b in pairs])
 
 
 def validation_set(n: int, size: int, seed: int = 10_000, bits: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

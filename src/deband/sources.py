@@ -98,19 +98,20 @@ def procedural_scene(h: int, w: int, g: torch.Generator) -> torch.Tensor:
         c = _palette(g, 2, lo, lo + span)
         fill = c[0, :, None, None] + _ramp(h, w, g) * (c[1] - c[0])[:, None, None]
         img = img * (1 - m) + fill * m
-    img = _add_detail(img, g, span)
+    img = add_detail(img, g, span)
     return img.clamp(0, 1)
 
 
-def _add_detail(img: torch.Tensor, g: torch.Generator, span: float) -> torch.Tensor:
-    """Sometimes fine texture or film grain that the restorer must keep."""
+def add_detail(img: torch.Tensor, g: torch.Generator, span: float, p: float = 0.3, grain_max: float = 0.02) -> torch.Tensor:
+    """With probability p, fine texture or film grain (standard deviation up to `grain_max`)
+    that the restorer must keep. img: shape (3, h, w); span: the scene's value range."""
     u = torch.rand((), generator=g).item()
     _, h, w = img.shape
-    if u < 0.15:  # film grain, luma-correlated across channels
-        sigma = _u(g, 0.002, 0.02).item()
+    if u < p / 2:  # film grain, luma-correlated across channels
+        sigma = _u(g, 0.002, grain_max).item()
         grain = torch.randn((1, h, w), generator=g) * 0.8 + torch.randn((3, h, w), generator=g) * 0.2
         img = img + sigma * grain
-    elif u < 0.3:  # fine texture: blurred noise or a fine grating
+    elif u < p:  # fine texture: blurred noise or a fine grating
         if torch.rand((), generator=g) < 0.5:
             tex = F.avg_pool2d(torch.randn((1, 1, h + 2, w + 2), generator=g), 3, stride=1)[0]
         else:
