@@ -5,7 +5,7 @@ in the loss: (a) pixel L2 + FFT magnitude/phase, (b) pixel L2 only, (c) pixel L2
 original L1 on raw FFT real/imaginary parts. Then scores each on the held-out synthetic
 sets and on unbanded photos, and prints a Markdown table.
 
-    python benchmarks/ablation.py --out runs/ablation [--steps 800]
+    python benchmarks/ablation.py --out runs/ablation [--steps 1000]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run_one(name: str, loss: LossConfig, out: Path, steps: int) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--n", type=int, default=12, help="images per evaluation set")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
