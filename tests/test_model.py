@@ -43,3 +43,23 @@ def test_receptive_field_spans_hundreds_of_pixels(tiny_model):
     model(x, torch.ones(1))[0, :, 256, 256].sum().backward()
     cols = (x.grad[0].abs().sum(0).sum(0) > 0).nonzero()
     assert cols.max() - cols.min() > 300
+
+
+def test_grown_smooth_scales_start_close_to_the_old_model(tiny_model):
+    from dataclasses import replace
+
+    from deband.model import grow_smooth_scales
+
+    wider = replace(tiny_model.config, smooth_scales=tiny_model.config.smooth_scales + 2)
+    grown = UNet(wider)
+    grown.load_state_dict(grow_smooth_scales(tiny_model.state_dict(), tiny_model.config, wider))
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        before, after = tiny_model(x, 1.0), grown(x, 1.0)
+        fresh = UNet(wider)(x, 1.0)
+    assert grown.blend.out_channels == 3 * (wider.smooth_scales + 1)
+    assert (after - before).abs().max() < 0.1 * (fresh - before).abs().max()
+    with pytest.raises(ValueError):
+        grow_smooth_scales(tiny_model.state_dict(), tiny_model.config, replace(wider, refine=2))
+    with pytest.raises(ValueError):
+        grow_smooth_scales(grown.state_dict(), wider, tiny_model.config)

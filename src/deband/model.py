@@ -15,6 +15,7 @@ same result as the whole image away from its border.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -152,6 +153,26 @@ class UNet(nn.Module):
         within = (blocks - mean[:, :, None]).flatten(1, 2) * gain  # detail inside blocks
         around = (mean - F.avg_pool2d(F.pad(mean, (1, 1, 1, 1), mode="replicate"), 3, stride=1)) * gain
         return torch.cat([u * 2 - 1, within, around], dim=1)
+
+
+def grow_smooth_scales(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig) -> dict[str, torch.Tensor]:
+    """Weights of `old` made to fit `new`, which differs only by more smoothing scales.
+
+    Each added scale starts as a copy of the widest existing one's blend logit, lowered by 3
+    (about 5 % of its weight), so the grown model starts close to the old one and can learn
+    to smooth wider. Returns a new state dict; raises ValueError for any other difference.
+    """
+    if dataclasses.replace(old, smooth_scales=new.smooth_scales) != new or new.smooth_scales < old.smooth_scales:
+        raise ValueError("only a larger smooth_scales can be grown")
+    if not old.smooth_scales:
+        raise ValueError("a model without smoothing scales cannot be grown")
+    c, k, extra = old.in_channels, old.smooth_scales + 1, new.smooth_scales - old.smooth_scales
+    out = dict(state)
+    for name, offset in (("blend.weight", 0.0), ("blend.bias", -3.0)):
+        per_channel = state[name].unflatten(0, (c, k))  # (c, k, ...)
+        added = per_channel[:, -1:].expand(c, extra, *per_channel.shape[2:]) + offset
+        out[name] = torch.cat([per_channel, added], dim=1).flatten(0, 1).contiguous()
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -27,7 +27,7 @@ from deband.errors import UNREADABLE, USAGE, DebandError
 from deband.indi import interpolate, sample, sample_t
 from deband.losses import RestorationLoss
 from deband.metrics import psnr
-from deband.model import UNet, count_parameters
+from deband.model import UNet, count_parameters, grow_smooth_scales
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,12 @@ def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
         start = load_model(path)
     except WeightsError as e:
         raise DebandError(str(e), UNREADABLE) from None
-    if start.config != cfg.model:
-        raise DebandError(f"{path}: its model config differs from the run's; pass a matching --config", USAGE)
-    return start.state_dict()
+    if start.config == cfg.model:
+        return start.state_dict()
+    try:  # a run may add wider smoothing scales to an existing model
+        return grow_smooth_scales(start.state_dict(), start.config, cfg.model)
+    except ValueError:
+        raise DebandError(f"{path}: its model config differs from the run's; pass a matching --config", USAGE) from None
 
 
 class Logger:
