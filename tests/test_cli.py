@@ -89,3 +89,18 @@ def test_python_api(tiny_weights):
     img = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
     out = Debander.load(tiny_weights, device="cpu", steps=2).restore(img)
     assert out.shape == img.shape and out.dtype == np.float32
+
+
+def test_letterbox_bars_are_left_untouched_unless_asked(tmp_path, tiny_weights):
+    x = np.full((64, 96, 3), 200, np.uint8)
+    x[:, :, 0] = np.linspace(60, 250, 96).astype(np.uint8)
+    x[:12], x[-10:] = 4, 4  # flat near-black bars, top and bottom
+    src = tmp_path / "boxed.png"
+    write_image(src, x)
+    assert deband("image", src, "-o", tmp_path / "kept.png", "--weights", tiny_weights).returncode == 0
+    r = deband("image", src, "-o", tmp_path / "free.png", "--weights", tiny_weights, "--restore-bars")
+    assert r.returncode == 0, r.stderr
+    kept, free = read_image(tmp_path / "kept.png").pixels, read_image(tmp_path / "free.png").pixels
+    bars = np.r_[0:12, 54:64]
+    assert np.array_equal(kept[bars], np.full_like(kept[bars], 4 * 257))  # exactly the input, at 16 bits
+    assert not np.array_equal(free[bars], kept[bars])

@@ -83,3 +83,4 @@ def test_unbanded_pairs_carry_detail_at_eight_bits():
     mixed = PairSampler(DataConfig(natural_fraction=0.0, unbanded_fraction=0.0), torch.Generator().manual_seed(1))
     clean, banded = mixed.batch(4, 64)
     assert not torch.equal(banded, degrade.quantize(clean, 8))
+

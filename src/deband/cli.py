@@ -76,6 +76,8 @@ def _add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=_int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
     p.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--restore-bars", action="store_true",
+                   help="restore letterbox/pillarbox bars too (by default they are found and left untouched)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +142,8 @@ def _debander(args: argparse.Namespace):
 
     try:
         return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
-                             tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed)
+                             tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
+                             bars=not args.restore_bars)
     except WeightsError as e:
         raise DebandError(str(e), UNREADABLE) from None
     except RuntimeError as e:

@@ -39,6 +39,7 @@ class DataConfig:
     folders: tuple[str, ...] = ()  # extra folders of clean images (8/16-bit PNG/TIFF/JPEG)
     codec_probability: float = 0.1  # share of pairs banded by a real codec (JPEG/H.264/H.265)
     unbanded_fraction: float = 0.2  # share of pairs with nothing to deband: grain/texture at 8 bits in, clean out
+    letterbox_fraction: float = 0.15  # share of pairs framed by flat near-black bars, the same in input and target
 
 
 @dataclass(frozen=True)

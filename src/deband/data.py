@@ -6,6 +6,7 @@ import torch
 
 from deband.config import DataConfig
 from deband.degrade import quantize, random_degrade
+from deband.letterbox import add_bars
 from deband.sources import add_detail, bundled_photos, folder_images, load_clean, procedural_scene, random_crop
 
 
@@ -39,8 +40,12 @@ class PairSampler:
         if share > 0 and torch.rand((), generator=self.g).item() < share:
             span = (clean.amax() - clean.amin()).item()
             clean = add_detail(clean, self.g, span, p=1.0, grain_max=0.04).clamp(0, 1)
-            return clean, quantize(clean, 8)
-        return clean, random_degrade(clean, self.g, self.config.codec_probability)
+            banded = quantize(clean, 8)
+        else:
+            banded = random_degrade(clean, self.g, self.config.codec_probability)
+        if torch.rand((), generator=self.g).item() < self.config.letterbox_fraction:
+            clean, banded = add_bars(clean, banded, self.g)
+        return clean, banded
 
     def batch(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1]."""

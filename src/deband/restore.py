@@ -15,6 +15,7 @@ import torch
 from deband.checkpoint import load_model
 from deband.config import DEFAULT_STEPS
 from deband.indi import sample
+from deband.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -84,7 +85,8 @@ class Debander:
 
     steps: INDI iterations; strength: t_start in (0, 1] (1 removes all banding the model
     sees, less is gentler); tile/overlap: tile side and overlap in pixels; seed: fixes the
-    start noise when eps > 0 (the same for every frame of a video).
+    start noise when eps > 0 (the same for every frame of a video); bars: hand letterbox and
+    pillarbox bars back untouched (see `deband.letterbox`).
     """
 
     model: torch.nn.Module
@@ -95,6 +97,7 @@ class Debander:
     overlap: int = 256
     eps: float = 0.0
     seed: int = 0
+    bars: bool = True
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
@@ -115,7 +118,9 @@ class Debander:
     @torch.inference_mode()
     def restore_batch(self, rgb: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
-        return tiled(self._restore_tile, rgb.float(), self.tile, self.overlap, on_tile)
+        rgb = rgb.float()
+        out = tiled(self._restore_tile, rgb, self.tile, self.overlap, on_tile)
+        return keep_bars(rgb, out) if self.bars else out
 
     def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore one image.

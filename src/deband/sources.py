@@ -102,7 +102,9 @@ def procedural_scene(h: int, w: int, g: torch.Generator) -> torch.Tensor:
     return img.clamp(0, 1)
 
 
-def add_detail(img: torch.Tensor, g: torch.Generator, span: float, p: float = 0.3, grain_max: float = 0.02) -> torch.Tensor:
+def add_detail(
+    img: torch.Tensor, g: torch.Generator, span: float, p: float = 0.3, grain_max: float = 0.02
+) -> torch.Tensor:
     """With probability p, fine texture or film grain (standard deviation up to `grain_max`)
     that the restorer must keep. img: shape (3, h, w); span: the scene's value range."""
     u = torch.rand((), generator=g).item()
