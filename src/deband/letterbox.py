@@ -15,6 +15,7 @@ FULL = 0.9  # a bar line (row or column) matches in at least this share of its p
 RAMP = 16  # lines of codec ringing allowed between a bar and the picture (a macroblock)
 JUMP = 24 / 255  # the picture starts with a jump of at least this between two lines' medians
 MIN_BAR = 4  # thinner borders are not treated as bars
+CHUNK = 64  # lines examined at a time
 
 
 def add_bars(clean: torch.Tensor, banded: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,20 +47,30 @@ def add_bars(clean: torch.Tensor, banded: torch.Tensor, g: torch.Generator) -> t
     return torch.where(mask, bar, clean), torch.where(mask, bar, banded)
 
 
-def _bar_length(lines: torch.Tensor) -> int:
-    """How many leading lines form a bar, ringing included; 0 when there is none.
+def _bar_length(lines: torch.Tensor, inward: bool = True) -> int:
+    """How many lines from one edge form a bar, ringing included; 0 when there is none.
 
-    lines (Tensor): shape (n, c, m): n lines of m pixels, outermost first.
+    lines (Tensor): shape (n, c, m): n lines of m pixels (a view: it is read a chunk at a
+    time, so a huge image is never copied). inward: count from line 0, else from line n - 1.
     """
     n = lines.shape[0]
-    colour = lines[0].median(dim=1).values  # (c,)
+
+    def outer(i: int, j: int) -> torch.Tensor:  # lines i..j-1 counted from the edge, (j - i, c, m)
+        j = min(j, n)
+        return lines[i:j] if inward else lines[n - j : n - i].flip(0)
+
+    colour = outer(0, 1)[0].median(dim=1).values  # (c,)
     if n < 2 * MIN_BAR or colour.max() > DARK:
         return 0
-    share = ((lines - colour[None, :, None]).abs() <= TOLERANCE).all(dim=1).float().mean(dim=1)  # (n,)
-    core = int((share < FULL).int().argmax()) if (share < FULL).any() else n
+    core = n
+    for i in range(0, n // 2 + 1, CHUNK):
+        share = ((outer(i, i + CHUNK) - colour[:, None]).abs() <= TOLERANCE).all(dim=1).float().mean(dim=1)
+        if (share < FULL).any():
+            core = i + int((share < FULL).int().argmax())
+            break
     if core < MIN_BAR or core > n // 2:
         return 0
-    medians = lines[core - 1 : core + RAMP + 1].median(dim=2).values  # (k, c)
+    medians = outer(core - 1, core + RAMP + 1).median(dim=2).values  # (k, c)
     jumps = (medians[1:] - medians[:-1]).abs().amax(dim=1) >= JUMP  # (k - 1,)
     picture = core + int(jumps.int().argmax())
     return picture if jumps.any() and picture <= n // 2 else 0
@@ -78,26 +89,22 @@ def find_bars(image: torch.Tensor) -> tuple[int, int, int, int]:
     cols = image.permute(2, 0, 1)  # (w, c, h)
     return (
         _bar_length(rows),
-        _bar_length(rows.flip(0)),
+        _bar_length(rows, inward=False),
         _bar_length(cols),
-        _bar_length(cols.flip(0)),
+        _bar_length(cols, inward=False),
     )
 
 
 def keep_bars(source: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
-    """`restored` with the bars found in `source` copied back from `source` exactly.
+    """Copies the bars found in `source` into `restored`, in place, and returns `restored`.
 
-    source, restored (Tensor): shape (n, c, h, w), range [0, 1], float32. Returns a new tensor.
+    source, restored (Tensor): shape (n, c, h, w), range [0, 1], float32.
     """
-    out = restored.clone()
     h, w = source.shape[2:]
     for i in range(source.shape[0]):
         top, bottom, left, right = find_bars(source[i])
-        for rows, cols in (
-            (slice(0, top), slice(None)),
-            (slice(h - bottom, h), slice(None)),
-            (slice(None), slice(0, left)),
-            (slice(None), slice(w - right, w)),
-        ):
-            out[i, :, rows, cols] = source[i, :, rows, cols]
-    return out
+        restored[i, :, :top] = source[i, :, :top]
+        restored[i, :, h - bottom :] = source[i, :, h - bottom :]
+        restored[i, :, :, :left] = source[i, :, :, :left]
+        restored[i, :, :, w - right :] = source[i, :, :, w - right :]
+    return restored
