@@ -9,8 +9,9 @@ import torch
 
 from deband.checkpoint import load_model
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
+from deband.data import PairStream
 from deband.errors import DebandError
-from deband.train import lr_at, patch_at, train
+from deband.train import lr_at, main, patch_at, train
 
 TINY_TRAIN = TrainConfig(
     model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
@@ -119,3 +120,37 @@ def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path
     other = replace(TINY_TRAIN, model=replace(TINY_TRAIN.model, channels=(8, 12, 24)))
     with pytest.raises(DebandError, match="model config differs"):
         train(other, tmp_path / "other", init=tmp_path / "start.safetensors")
+
+
+def _stream(workers: int, start: int = 1, stop: int = 8) -> list:
+    shape = lambda step: (32, 2) if step < 4 else (48, 1)  # noqa: E731 - workers fork, so a lambda is fine
+    stream = PairStream(TINY_TRAIN.data, 3, start, stop, shape)
+    return list(torch.utils.data.DataLoader(stream, None, num_workers=workers))
+
+
+def test_pair_stream_is_the_same_for_any_worker_count_and_resumes_exactly():
+    one = _stream(0)
+    assert [tuple(c.shape) for c, _ in one] == [(2, 3, 32, 32)] * 3 + [(1, 3, 48, 48)] * 4
+    for workers in (1, 2):
+        other = _stream(workers)
+        assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(one, other))
+    later = _stream(2, start=5)  # a run resumed at step 5 sees what step 5 saw before
+    assert all(torch.equal(a, c) for (a, _), (c, _) in zip(one[4:], later))
+    assert not torch.equal(one[0][0], one[1][0])
+
+
+def test_minutes_fit_the_step_count_after_warm_up(tmp_path):
+    cfg = replace(TINY_TRAIN, steps=100_000, warmup=4, val_every=10_000, ckpt_every=10_000)
+    train(cfg, tmp_path / "run", workers=2, minutes=0.1)
+    fitted = load_train_config(tmp_path / "run" / "config.json").steps
+    rows = [r.split(",") for r in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert 10 < fitted < 100_000
+    assert max(int(r[0]) for r in rows) == fitted  # the run ended where the fitted schedule did
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("bad", [["--workers", "-1"], ["--minutes", "0"]])
+def test_bad_workers_or_minutes_are_usage_errors(tmp_path, bad):
+    with pytest.raises(DebandError) as e:
+        main(["--out", str(tmp_path / "run"), *bad])
+    assert e.value.code == 2 and not (tmp_path / "run").exists()

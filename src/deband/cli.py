@@ -239,7 +239,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import config_from_args, train
 
-    train(config_from_args(args), args.out, args.resume, args.device, args.init)
+    train(config_from_args(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     return 0
 
 

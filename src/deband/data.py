@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 
 from deband.config import DataConfig
@@ -51,6 +53,31 @@ class PairSampler:
         """Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1]."""
         pairs = [self.pair(size) for _ in range(n)]
         return torch.stack([c for c, _ in pairs]), torch.stack([b for _, b in pairs])
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """The batches of steps start, start + 1, ... stop - 1, for a DataLoader's workers.
+
+    Worker w of n synthesises steps start + w, start + w + n, ... (the DataLoader hands out
+    its workers' batches in turn, so they arrive in step order). Each step's batch is drawn
+    with a generator seeded from (seed, step), so the data does not depend on the number of
+    workers and a resumed run sees the batches an unbroken one would have.
+    `shape` maps a step to its (patch side, batch size).
+    """
+
+    def __init__(self, config: DataConfig, seed: int, start: int, stop: int, shape: Callable[[int], tuple[int, int]]):
+        super().__init__()
+        self.config, self.seed, self.start, self.stop, self.shape = config, seed, start, stop, shape
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        g = torch.Generator()
+        sampler = PairSampler(self.config, g)
+        for step in range(self.start + worker, self.stop, workers):
+            g.manual_seed(self.seed * 1_000_003 + step)
+            patch, batch = self.shape(step)
+            yield sampler.batch(batch, patch)
 
 
 def validation_set(n: int, size: int, seed: int = 10_000, bits: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,23 +60,24 @@ def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
         raise ValueError(f"unsupported codec {codec!r}")
     _, h, w = x.shape
     he, we = h - h % 2, w - w % 2
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="matroska") as out:
-        stream = out.add_stream(codec, rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = we, he, "yuv420p"
-        opts = {"crf": str(crf), "preset": "ultrafast"}
-        if codec == "libx265":
-            opts["x265-params"] = "log-level=none"
-        stream.options = opts
-        frame = av.VideoFrame.from_ndarray(_to_uint8(x[:, :he, :we]), format="rgb24")
-        frame.pts, frame.time_base = 0, Fraction(1, 25)
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    buf.seek(0)
-    with av.open(buf, "r") as inp:
-        decoded = next(inp.decode(video=0)).to_ndarray(format="rgb24")
+    # one thread and no container: the same bits every time (threaded x265 and the Matroska
+    # muxer both failed now and then on tiny frames)
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height, enc.pix_fmt = we, he, "yuv420p"
+    enc.time_base, enc.framerate, enc.thread_count = Fraction(1, 25), Fraction(25), 1
+    opts = {"crf": str(crf), "preset": "ultrafast"}
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
+    else:
+        opts["threads"] = "1"
+    enc.options = opts
+    frame = av.VideoFrame.from_ndarray(_to_uint8(x[:, :he, :we]), format="rgb24").reformat(format="yuv420p")
+    frame.pts, frame.time_base = 0, Fraction(1, 25)
+    packets = list(enc.encode(frame)) + list(enc.encode(None))
+    dec = av.CodecContext.create("h264" if codec == "libx264" else "hevc", "r")
+    dec.thread_count = 1
+    frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+    decoded = frames[0].to_ndarray(format="rgb24")
     y = _from_uint8(decoded)
     return torch.nn.functional.pad(y[None], (0, w - we, 0, h - he), mode="replicate")[0]
 

@@ -118,8 +118,8 @@ def add_detail(
             tex = F.avg_pool2d(torch.randn((1, 1, h + 2, w + 2), generator=g), 3, stride=1)[0]
         else:
             yy, xx = _coords(h, w)
-            a, f = _u(g, 0, math.pi).item(), _u(g, 60, 250).item()
-            tex = torch.sin((math.cos(a) * xx + math.sin(a) * yy) * f)[None]
+            a, f = _u(g, 0, math.pi).item(), _u(g, 60, 250).item() * max(h, w) / 384
+            tex = torch.sin((math.cos(a) * xx + math.sin(a) * yy) * f)[None]  # a period of 4.8-20 px at any size
         mask = _shape_mask(h, w, g) if torch.rand((), generator=g) < 0.5 else 1.0
         img = img + tex * mask * _u(g, 0.01, 0.1).item() * max(span, 0.1)
     return img

@@ -9,20 +9,24 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import itertools
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deband.checkpoint import WeightsError, load_model, load_training_state, save_training_state, save_weights, unwrap
 from deband.config import TrainConfig, load_train_config, save_json
-from deband.data import PairSampler, validation_set
+from deband.data import PairSampler, PairStream, validation_set
 from deband.errors import UNREADABLE, USAGE, DebandError
 from deband.indi import interpolate, sample, sample_t
 from deband.losses import RestorationLoss
@@ -105,9 +109,8 @@ def train_step(
     """One optimiser step; returns (mean loss over ranks, whether it was skipped as a blow-up)."""
     t = sample_t(clean.shape[0], g, cfg.t_one_fraction)
     noise = torch.randn(clean.shape, generator=g) if cfg.eps > 0 else None
-    x_t = interpolate(clean, banded, t, cfg.eps, noise)
-    x_t, clean, banded, t = (v.to(device, non_blocking=True) for v in (x_t, clean, banded, t))
-    x_t = x_t.contiguous(memory_format=torch.channels_last)
+    clean, banded, t, noise = (v if v is None else v.to(device, non_blocking=True) for v in (clean, banded, t, noise))
+    x_t = interpolate(clean, banded, t, cfg.eps, noise).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         pred = model(x_t, t)
     loss = loss_fn(pred.float(), clean, banded).mean()
@@ -205,17 +208,79 @@ class Logger:
                 self.tb.add_scalar(k, v, step)
 
 
+# --- data and time budget ------------------------------------------------------------------
+
+PREFETCH = 2  # batches each data worker keeps ready
+
+
+def batches(cfg: TrainConfig, g: torch.Generator, rank: int, start: int, workers: int, pin: bool) -> Iterator:
+    """(clean, banded) batches for steps start, start + 1, ... in order.
+
+    workers 0: synthesised in this process from the run's generator `g` (saved in checkpoints).
+    workers > 0: synthesised by that many DataLoader processes, each step's batch from its own
+    seed (`PairStream`): a different stream from workers 0, the same for any worker count.
+    """
+    shape = partial(patch_at, cfg=cfg)
+    if workers > 0:
+        stream = PairStream(cfg.data, cfg.seed * 1000 + rank, start, cfg.steps, shape)
+        loader = DataLoader(stream, None, num_workers=workers, pin_memory=pin, prefetch_factor=PREFETCH)
+        yield from loader
+        return
+    sampler = PairSampler(cfg.data, g)
+    for step in itertools.count(start):
+        patch, batch = shape(step)
+        yield sampler.batch(batch, patch)
+
+
+class Budget:
+    """Fits the step count to a wall-clock budget: the speed is measured over the warm-up,
+    then `steps` is fixed for good. The first steps are not timed: they include start-up and
+    draw on batches the data workers queued meanwhile (`queued`), faster than they can last."""
+
+    def __init__(self, minutes: float, start: int, fit_at: int, queued: int = 0):
+        self.deadline = time.time() + 60 * minutes
+        self.skip = 5 + queued
+        self.start, self.fit_at, self.t_skip = start, max(fit_at, start + self.skip + 20), None
+
+    def tick(self, step: int) -> int | None:
+        """Call after each step; returns the fitted total step count once, else None."""
+        if step == self.start + self.skip:
+            self.t_skip = time.time()
+        if step != self.fit_at or self.t_skip is None:
+            return None
+        now = time.time()
+        rate = (step - self.start - self.skip) / (now - self.t_skip)  # steps per second
+        steps = step + max(1, int(0.97 * rate * (self.deadline - now)))  # 3 %: validation, checkpoints
+        if dist.is_initialized():  # every rank must stop at the same step
+            agreed = torch.tensor(steps)
+            dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+            steps = int(agreed)
+        return steps
+
+
 # --- the loop ------------------------------------------------------------------------------
 
 
 def train(
-    cfg: TrainConfig, out: str | Path, resume: bool = False, device: str = "auto", init: str | Path | None = None
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    device: str = "auto",
+    init: str | Path | None = None,
+    workers: int = 0,
+    minutes: float | None = None,
 ) -> Path:
     """Train a model; returns the path of the exported EMA weights (rank 0's view).
 
     `init` starts from existing inference weights (same architecture) with a fresh optimiser.
+    `workers` synthesises data in that many processes (see `batches`). `minutes` fits
+    `cfg.steps` to a wall-clock budget at the end of the warm-up (see `Budget`); the fitted
+    count is written to OUT/config.json, so `resume` continues the same schedule.
     """
     rank, world, dev = setup_distributed(device)
+    if dev.type == "cuda":  # full fp32 as on the CPU: TF32 rounds inputs to 10 bits, coarser than a band step
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     out = Path(out)
     main = rank == 0
     if main:
@@ -231,26 +296,39 @@ def train(
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step = _restore(out / "state.pt", model, ema, opt, g) if resume and (out / "state.pt").exists() else 0
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sampler, loss_fn = PairSampler(cfg.data, g), RestorationLoss(cfg.loss)
+    loss_fn = RestorationLoss(cfg.loss)
     val = validation_set(cfg.val_images, cfg.val_size) if main else None
     logger = Logger(out, main, step)
     if main:
         log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
+    pin = dev.type == "cuda"
+    data = batches(cfg, g, rank, step, workers, pin)
+    queued = workers * PREFETCH
+    budget = Budget(minutes, step, cfg.warmup, queued) if minutes is not None and step < cfg.warmup else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     guard = SpikeGuard()
     t0, seen = time.time(), 0
     while step < cfg.steps:
-        patch, batch = patch_at(step, cfg)
+        patch = patch_at(step, cfg)[0]
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        clean, banded = sampler.batch(batch, patch)
+        clean, banded = next(data)
         loss, skipped = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev, guard.limit)
         guard.record(loss, skipped)
         ema_update(ema, model, step, cfg.ema)
-        step, seen = step + 1, seen + batch * world
+        step, seen = step + 1, seen + clean.shape[0] * world
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3g}", patch=patch, rate=f"{seen / (time.time() - t0):.1f}/s", skip=guard.skipped)
+        fitted = budget.tick(step) if budget is not None else None
+        if fitted is not None:  # the schedule (and the curriculum) now end at `fitted`
+            cfg, bar.total = replace(cfg, steps=fitted), fitted
+            data.close()
+            data = batches(cfg, g, rank, step, workers, pin)
+            if main:
+                save_json(cfg, out / "config.json")
+                log.info("step %d: %d steps fit the %g-minute budget", step, fitted, minutes)
         _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch)
+    data.close()
     bar.close()
     if world > 1:
         dist.barrier()
@@ -284,9 +362,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
     p.add_argument("--folder", action="append", default=[], help="extra folder of clean images (repeatable)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--workers", type=int, default=0, help="processes synthesising training pairs (0: this one)")
+    p.add_argument("--minutes", type=float, help="fit the step count to this wall-clock budget (measured over warm-up)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.workers < 0 or (args.minutes is not None and not args.minutes > 0):
+        raise DebandError("--workers must be >= 0 and --minutes > 0", USAGE)
     resumed = Path(args.out) / "config.json"
     if args.config:
         cfg = load_train_config(args.config)
@@ -310,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train(config_from_args(args), args.out, args.resume, args.device, args.init)
+    train(config_from_args(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     return 0
 
 
