@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deband.baselines import FILTERS, ffmpeg_filter
-from deband.evaluate import Pair, Row, identity, markdown, score, synthetic_set
+from deband.evaluate import Pair, Row, crop_panels, detail_window, identity, markdown, score, synthetic_set
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
@@ -55,3 +55,14 @@ def test_eval_and_inspect_commands(tmp_path, tiny_weights):
                         str(tmp_path / "map.png")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "CAMBI" in r.stdout and (tmp_path / "map.png").is_file()
+
+
+def test_detail_window_finds_the_edges_and_stays_inside():
+    img = np.full((120, 200, 3), 0.5, np.float32)
+    img[70:100, 20:50] = np.indices((30, 30)).sum(0)[..., None] % 2  # a checkerboard patch
+    ys, xs = detail_window(img, 40)
+    assert ys.stop - ys.start == 40 and xs.stop - xs.start == 40
+    assert 0 <= ys.start and ys.stop <= 120 and 0 <= xs.start and xs.stop <= 200
+    assert ys.start <= 70 and 100 <= ys.stop and xs.start <= 20 and 50 <= xs.stop
+    panels = crop_panels({"in": identity}, [Pair(None, img)], 40, detail_window)
+    assert [t for t, _ in panels[0]] == ["in"] and np.array_equal(panels[0][0][1], img[ys, xs])

@@ -220,7 +220,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from deband.evaluate import make_report
 
         command = "deband " + " ".join(sys.argv[1:])
-        path = make_report(results, args.report, command, str(args.weights) if args.weights else None)
+        weights = str(args.weights) if args.weights else None
+        path = make_report(results, args.report, command, weights, reference=args.reference)
         print(f"\nwrote {path}")
     return 0
 

@@ -208,12 +208,37 @@ def _mean_rows(tables: list[list[Row]], set_name: str) -> list[Row]:
     return out
 
 
-def crop_panels(methods: dict[str, Method], pairs: list[Pair], crop: int = 128) -> list[list[tuple[str, np.ndarray]]]:
-    """For each pair: the centre crop of every method's output, then of the clean image."""
+Window = tuple[slice, slice]
+
+
+def centre_window(img: np.ndarray, crop: int) -> Window:
+    h, w, _ = img.shape
+    return slice((h - crop) // 2, (h + crop) // 2), slice((w - crop) // 2, (w + crop) // 2)
+
+
+def detail_window(img: np.ndarray, crop: int) -> Window:
+    """The crop x crop window with the most local contrast (edges, faces, text) in an image:
+    where smearing would show first. img: (h, w, 3) float on [0, 1]."""
+    import cv2
+
+    luma = img.mean(axis=2).astype(np.float32)
+    edges = np.abs(cv2.Sobel(luma, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(luma, cv2.CV_32F, 0, 1))
+    energy = cv2.boxFilter(edges, -1, (crop, crop), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    h, w = luma.shape
+    half = crop // 2
+    inner = energy[half : h - crop + half + 1, half : w - crop + half + 1]  # windows wholly inside
+    y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return slice(y, y + crop), slice(x, x + crop)
+
+
+def crop_panels(
+    methods: dict[str, Method], pairs: list[Pair], crop: int = 128, window: Callable[..., Window] = centre_window
+) -> list[list[tuple[str, np.ndarray]]]:
+    """For each pair: one window (chosen on the degraded image) of every method's output,
+    then of the clean image when there is one."""
     panels = []
     for p in pairs:
-        h, w, _ = p.degraded.shape
-        win = (slice((h - crop) // 2, (h + crop) // 2), slice((w - crop) // 2, (w + crop) // 2))
+        win = window(p.degraded, crop)
         row = [(label, m(p)[win]) for label, m in methods.items()]
         panels.append(row + ([("clean", p.clean[win])] if p.clean is not None else []))
     return panels
@@ -240,8 +265,9 @@ def write_report(results: dict[str, list[Row]], folder: Path, command: str, figu
 
 
 def make_report(results: dict[str, list[Row]], folder: Path, command: str, weights: str | None,
-                default_steps: int = DEFAULT_STEPS) -> Path:
-    """quality.md plus its two figures (steps trade-off, zoomed crops) in `folder`."""
+                default_steps: int = DEFAULT_STEPS, reference: Path | None = None) -> Path:
+    """quality.md plus its figures in `folder`: the steps trade-off, zoomed crops of the most
+    banded synthetic images and, given real frames in `reference`, their most detailed parts."""
     from deband.report import crops_figure, steps_plot
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -253,4 +279,11 @@ def make_report(results: dict[str, list[Row]], folder: Path, command: str, weigh
     pairs = sorted(pool, key=lambda p: -cambi_rgb(p.degraded, max_log_contrast=4))[:3]  # the most banded
     crops_figure(crop_panels(methods, pairs), folder / "quality-crops.png")
     figures = {"Steps: distortion vs perception": "quality-steps.png", "Zoomed crops": "quality-crops.png"}
+    if reference is not None and any(reference.glob("banded-*.png")):
+        real = folder_set(reference)
+        seeds = {"original implementation": files_method(reference, lambda s: s.replace("banded", "seed-restored"))}
+        picked = {"banded": identity} | (seeds if any(reference.glob("seed-restored-*.png")) else {})
+        panels = crop_panels(picked | {"deband (ours)": methods["deband (ours)"]}, real, 160, detail_window)
+        crops_figure(panels, folder / "quality-reference-crops.png", boost=1.0)
+        figures["Real frames: their most detailed parts, unboosted"] = "quality-reference-crops.png"
     return write_report(results, folder, command, figures)

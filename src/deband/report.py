@@ -76,18 +76,20 @@ def steps_plot(results: dict, out_png: str | Path, set_name: str = "all syntheti
 
 def crops_figure(panels: list[list[tuple[str, np.ndarray]]], out_png: str | Path, boost: float = 3.0) -> None:
     """A grid of zoomed crops: one row per image, one column per method, contrast x`boost`
-    around each row's mean so that bands are visible. panels[i] = [(title, (h, w, 3) float)]."""
+    around each row's mean so that bands are visible (1: as they are).
+    panels[i] = [(title, (h, w, 3) float)]."""
     plt = _plt()
     rows, cols = len(panels), len(panels[0])
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), dpi=110, squeeze=False)
     for i, row in enumerate(panels):
         mean = row[0][1].mean(axis=(0, 1), keepdims=True)
         for j, (title, img) in enumerate(row):
-            axes[i, j].imshow(np.clip((img - mean) * boost + 0.5, 0, 1), interpolation="nearest")
+            shown = np.clip(img if boost == 1 else (img - mean) * boost + 0.5, 0, 1)
+            axes[i, j].imshow(shown, interpolation="nearest")
             axes[i, j].set_axis_off()
             if i == 0:
                 axes[i, j].set_title(title, fontsize=8)
-    fig.suptitle(f"zoomed crops, contrast x{boost:g}", fontsize=9)
+    fig.suptitle(f"zoomed crops, contrast x{boost:g}" if boost != 1 else "zoomed crops", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
