@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from deband.baselines import FILTERS, ffmpeg_filter
-from deband.evaluate import Pair, Row, crop_panels, detail_window, identity, markdown, score, synthetic_set
+from deband.evaluate import (
+    Pair,
+    Row,
+    crop_panels,
+    detail_window,
+    identity,
+    markdown,
+    score,
+    smooth_reference,
+    synthetic_set,
+)
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
@@ -27,6 +37,26 @@ def test_synthetic_set_is_reproducible_and_banded():
     assert np.unique(a[0].degraded).size <= 64 * 3
 
 
+def test_synthetic_pairs_carry_their_scene_without_grain_or_texture():
+    pairs = synthetic_set("rgb-6bit", 12, 64)
+    same = [np.array_equal(p.smooth, p.clean) for p in pairs]
+    assert any(same) and not all(same)  # about 30 % of scenes get grain or texture
+    for p in pairs:
+        if not np.array_equal(p.smooth, p.clean):  # the detail is fine: its local mean is ~0
+            assert np.abs(p.clean - p.smooth).max() > 1e-3
+            assert np.abs(p.clean - p.smooth).mean(axis=(0, 1)).max() < 0.02
+
+
+def test_smooth_reference_scores_the_scene_under_the_grain():
+    x = np.linspace(0.05, 0.1, 256, dtype=np.float32)[None, :, None].repeat(96, 0).repeat(3, 2)
+    steps = np.round(x * 255) / 255  # dark 8-bit bands, 20 px wide
+    grainy = steps + np.random.default_rng(0).normal(0, 0.01, steps.shape).astype(np.float32)
+    pair = Pair(grainy, grainy, "p", smooth=steps)
+    row, clean = smooth_reference([pair], "s"), score(identity, [Pair(grainy, grainy)], "s", "clean")
+    assert row.method == "clean without grain/texture" and np.isnan(row.psnr)
+    assert clean.cambi < 0.5 and row.cambi > 5  # the grain hid the bands from CAMBI
+
+
 def test_score_identity_on_clean_is_perfect():
     clean = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
     row = score(identity, [Pair(clean, clean)], "s", "id")
@@ -44,7 +74,7 @@ def test_eval_and_inspect_commands(tmp_path, tiny_weights):
            "--weights", str(tiny_weights), "--json", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "ffmpeg-deband" in r.stdout and "clean reference" in r.stdout
+    assert "ffmpeg-deband" in r.stdout and "clean reference" in r.stdout and "clean without grain" in r.stdout
     data = json.loads(out.read_text())
     assert {"rgb-6bit", "unbanded photos", "all synthetic (mean)"} <= set(data)
     from deband.io import write_image

@@ -55,6 +55,7 @@ def steps_plot(results: dict, out_png: str | Path, set_name: str = "all syntheti
     rows = [r for r in results[set_name] if r.method.startswith("deband ") and "strength" not in r.method]
     steps = [int(r.method.split()[1]) for r in rows]
     clean = next((r for r in results[set_name] if r.method == "clean reference"), None)
+    smooth = next((r for r in results[set_name] if r.method == "clean without grain/texture"), None)
     banded = next(r for r in results[set_name] if r.method == "banded input")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     a1.semilogx(steps, [r.psnr for r in rows], "o-", label="deband")
@@ -65,6 +66,8 @@ def steps_plot(results: dict, out_png: str | Path, set_name: str = "all syntheti
     if clean is not None:
         a2.axhline(clean.cambi, color="C0", ls=":", label="clean (CAMBI)")
         a2.axhline(clean.cambi4, color="C1", ls=":", label="clean (mlc4)")
+    if smooth is not None:
+        a2.axhline(smooth.cambi, color="C0", ls="-.", lw=0.8, label="clean without grain (CAMBI)")
     a2.set(xlabel="INDI steps", ylabel="CAMBI (lower: less banding)", title="banding")
     for a in (a1, a2):
         a.set_xticks(steps, [str(s) for s in steps])

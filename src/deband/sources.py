@@ -84,6 +84,12 @@ def procedural_scene(h: int, w: int, g: torch.Generator) -> torch.Tensor:
 
     Returns shape (3, h, w), float32, range [0, 1].
     """
+    return procedural_scene_layers(h, w, g)[1]
+
+
+def procedural_scene_layers(h: int, w: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(smooth, scene): the scene before its fine texture or grain was added (equal to it when
+    it has none), and the scene itself, the one `procedural_scene` draws from the same g."""
     dark = torch.rand((), generator=g) < 0.3
     lo = _u(g, 0.0, 0.08).item() if dark else _u(g, 0.0, 0.7).item()
     span = _u(g, 0.03, 0.25).item() if dark else _u(g, 0.05, 1.0 - lo).item()
@@ -98,8 +104,7 @@ def procedural_scene(h: int, w: int, g: torch.Generator) -> torch.Tensor:
         c = _palette(g, 2, lo, lo + span)
         fill = c[0, :, None, None] + _ramp(h, w, g) * (c[1] - c[0])[:, None, None]
         img = img * (1 - m) + fill * m
-    img = add_detail(img, g, span)
-    return img.clamp(0, 1)
+    return img.clamp(0, 1), add_detail(img, g, span).clamp(0, 1)
 
 
 def add_detail(
