@@ -1,17 +1,48 @@
-"""User-facing failures: one line of text and a documented exit code."""
+"""What can go wrong for a user, as exception types.
+
+Library code raises these with messages that name files and values; only `deband.cli`
+turns them into exit codes and adds hints about command-line options. Messages are one
+line and start with the file they concern where there is one.
+"""
 
 from __future__ import annotations
 
-USAGE = 2  # bad command line or option value
-UNREADABLE = 3  # input missing, unreadable, truncated or corrupt
-UNSUPPORTED = 4  # input readable but of a kind deband does not handle
-OUTPUT = 5  # output exists, cannot be written, or the disk is full
-RESOURCES = 6  # too large for --max-pixels, out of memory
+# TRANSITIONAL (removed once every module raises the typed errors): exit codes and the
+# old DebandError(message, code) form.
+USAGE, UNREADABLE, UNSUPPORTED, OUTPUT, RESOURCES = 2, 3, 4, 5, 6
 
 
 class DebandError(Exception):
-    """An error to show the user as one line, exiting with `code`."""
+    """Base of every failure a user can cause or fix (bad input, output, resources)."""
 
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int | None = None):  # TRANSITIONAL: code
         super().__init__(message)
         self.code = code
+
+
+class InputError(DebandError):
+    """An input is missing, unreadable, truncated or corrupt."""
+
+
+class UnsupportedError(DebandError):
+    """An input is readable but of a kind deband does not handle."""
+
+
+class OutputError(DebandError):
+    """An output cannot be written: no folder, no permission, disk full, a bad suffix."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists and replacing it was not asked for."""
+
+
+class SameFileError(OutputError):
+    """The output is one of the inputs."""
+
+
+class ResourceError(DebandError):
+    """Too large for the configured pixel limit, or out of memory."""
+
+
+class TooManyPixelsError(ResourceError):
+    """An image holds more pixels than the limit it was read with."""
