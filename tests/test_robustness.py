@@ -148,25 +148,32 @@ def test_ctrl_c_keeps_the_previous_output(tmp_path):
     import time
 
     rng = np.random.default_rng(5)
-    write_image(tmp_path / "a.png", (rng.random((512, 512, 3)) * 255).astype(np.uint8))
+    write_image(tmp_path / "a.png", (rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    write_image(tmp_path / "b.png", (rng.random((512, 512, 3)) * 255).astype(np.uint8))
     out = tmp_path / "out"
     out.mkdir()
     previous = np.full((4, 4, 3), 7, np.uint8)
     write_image(out / "b.png", previous)
-    # the shipped model, 100 steps: half a minute of work here, so the signal lands mid-way
-    cmd = [sys.executable, "-m", "deband.cli", "image", str(tmp_path / "a.png"), "-o", str(out / "b.png"),
-           "--overwrite", "--steps", "100", "--device", "cpu"]
+    # the shipped model, 100 steps: a.png takes a moment, b.png half a minute; once a.png is
+    # written the process is up and working on b.png, so the signal lands mid-way through it
+    cmd = [sys.executable, "-m", "deband.cli", "image", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+           "-o", str(out), "--overwrite", "--steps", "100", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
-    assert proc.poll() is None, "finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
     try:
-        _, err = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        # on a loaded machine the first Ctrl-C can land inside torch's start-up, which swallows
-        # it; press it again, as a user would, now that the work is under way
+        deadline = time.monotonic() + 240
+        while not (out / "a.png").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()[1]}"
+        assert (out / "a.png").exists(), "a.png was not written in time"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()[-1:]) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["b.png"]  # no temporary file left
+    # no temporary file left: `.b.partial-XXXXXXXX.png` or `.b.XXXX.partial.png`
+    assert not [p.name for p in out.iterdir() if p.name.startswith((".a", ".b")) and "partial" in p.name]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert read_image(out / "a.png").pixels.shape == (16, 16, 3)  # the finished one, whole
     assert np.array_equal(read_image(out / "b.png").pixels, previous)
