@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from deband.degrade import requantize_ycbcr
-from deband.io import quantise_output, write_image
+from deband.io import write_image
+from deband.pixels import to_codes
 from deband.sources import procedural_scene
 
 
@@ -29,7 +30,7 @@ def banded_png(path: Path, h: int, w: int) -> None:
     small = procedural_scene(h // 4, w // 4, torch.Generator().manual_seed(1))
     clean = torch.nn.functional.interpolate(small[None], size=(h, w), mode="bicubic", align_corners=False)[0]
     banded = requantize_ycbcr(clean.clamp(0, 1), 6, 6).permute(1, 2, 0).numpy()
-    write_image(path, quantise_output(banded, 8, dither=False), overwrite=True)
+    write_image(path, to_codes(banded, 8), overwrite=True)
 
 
 def run_cli(src: Path, dst: Path, *extra: str) -> tuple[float, float]:

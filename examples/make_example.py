@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deband.degrade import requantize_ycbcr
-from deband.io import quantise_output, write_image
+from deband.io import write_image
+from deband.pixels import to_codes
 from deband.sources import sunset_scene
 
 
@@ -21,8 +22,8 @@ def main() -> None:
     clean = sunset_scene(540, 960)
     banded = requantize_ycbcr(clean, luma_bits=6, chroma_bits=6)
     to_hwc = lambda x: x.permute(1, 2, 0).numpy()  # noqa: E731
-    write_image(here / "sunset-banded.png", quantise_output(to_hwc(banded), 8, dither=False), overwrite=True)
-    write_image(here / "sunset-clean.png", quantise_output(to_hwc(clean), 16), overwrite=True)
+    write_image(here / "sunset-banded.png", to_codes(to_hwc(banded), 8), overwrite=True)
+    write_image(here / "sunset-clean.png", to_codes(to_hwc(clean), 16), overwrite=True)
     print("wrote", here / "sunset-banded.png", here / "sunset-clean.png")
 
 

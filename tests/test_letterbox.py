@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deband import degrade
 from deband.letterbox import add_bars, find_bars, keep_bars
+from deband.pixels import quantise
 from deband.restore import Debander
 from deband.sources import procedural_scene
 
@@ -11,7 +11,7 @@ from deband.sources import procedural_scene
 def _framed(seed: int, h: int = 120, w: int = 160) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     clean = 0.2 + 0.8 * procedural_scene(h, w, g)  # picture brighter than any bar: the edge is hard
-    banded = degrade.quantize(clean, 6)
+    banded = quantise(clean, 6)
     c, b = add_bars(clean, banded, g)
     return clean, c, b
 
@@ -30,7 +30,7 @@ def test_added_bars_are_flat_identical_and_span_one_axis():
 def test_find_bars_measures_added_bars_exactly():
     for seed in range(20):
         clean, _, b = _framed(seed)
-        bars = (b != degrade.quantize(clean, 6)).any(0)  # (h, w)
+        bars = (b != quantise(clean, 6)).any(0)  # (h, w)
         h, w = bars.shape
         rows, cols = bars.all(1), bars.all(0)
         expected = (
@@ -48,8 +48,8 @@ def test_find_bars_measures_added_bars_exactly():
 def test_banded_dark_scenes_have_no_bars(seed):
     g = torch.Generator().manual_seed(100 + seed)
     dark = procedural_scene(128, 192, g) * 0.12  # bands up to 30 codes: the top band is flat and dark
-    assert find_bars(degrade.quantize(dark, 8)) == (0, 0, 0, 0)
-    assert find_bars(degrade.quantize(dark, 6)) == (0, 0, 0, 0)
+    assert find_bars(quantise(dark, 8)) == (0, 0, 0, 0)
+    assert find_bars(quantise(dark, 6)) == (0, 0, 0, 0)
 
 
 def test_flat_and_bright_frames_have_no_bars():
@@ -83,5 +83,5 @@ def test_keep_bars_is_a_no_op_without_bars():
 @pytest.mark.parametrize("bits", [8, 6, 5, 4])
 def test_darkest_band_of_a_straight_sky_gradient_is_not_a_bar(bits):
     ramp = torch.linspace(0.0, 0.5, 240)[None, :, None].expand(3, 240, 320)  # horizontal bands, straight edges
-    assert find_bars(degrade.quantize(ramp, bits)) == (0, 0, 0, 0)
-    assert find_bars(degrade.quantize(ramp.transpose(1, 2), bits)) == (0, 0, 0, 0)
+    assert find_bars(quantise(ramp, bits)) == (0, 0, 0, 0)
+    assert find_bars(quantise(ramp.transpose(1, 2), bits)) == (0, 0, 0, 0)

@@ -11,7 +11,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from deband import metrics
-from deband.metrics import cambi, cambi_heatmap, cambi_rgb, psnr, rgb_to_luma10, ssim
+from deband.metrics import cambi, cambi_heatmap, cambi_rgb, psnr, ssim
+from deband.pixels import luma_codes
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "cambi-vectors"
 EXAMPLES = VECTORS.parent / "reference-examples"
@@ -94,12 +95,12 @@ def test_cambi_matches_reference_vectors(name, max_log_contrast):
 
 
 @pytest.mark.parametrize("name", ["banded-1", "banded-2", "banded-3", "seed-restored-1"])
-def test_rgb_to_luma10_reproduces_vectors(name):
+def test_luma_codes_reproduce_vectors(name):
     if not (EXAMPLES / f"{name}.png").is_file() or not VECTORS.is_dir():
         pytest.skip("reference examples not found")
     bgr = cv2.imread(str(EXAMPLES / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     expected = cv2.imread(str(VECTORS / f"{name.replace('-', '_')}.png"), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(rgb_to_luma10(bgr[..., ::-1] / 255.0), expected)
+    np.testing.assert_array_equal(luma_codes(bgr[..., ::-1] / 255.0), expected)
 
 
 # --- CAMBI internals ------------------------------------------------------------------------------
@@ -218,15 +219,15 @@ def test_cambi_heat_map():
 def test_cambi_rgb_and_heatmap_from_rgb():
     ramp = np.linspace(0.2, 0.4, 960)
     rgb = np.broadcast_to((np.rint(ramp * 255) / 255)[None, :, None], (540, 960, 3))
-    assert cambi_rgb(rgb) == pytest.approx(cambi(rgb_to_luma10(rgb)))
+    assert cambi_rgb(rgb) == pytest.approx(cambi(luma_codes(rgb)))
     assert cambi_rgb(rgb) > 5
     heat = cambi_heatmap(rgb)
     assert heat.shape == (540, 960) and heat.max() > 0
 
 
-def test_rgb_to_luma10_limited_range_codes():
+def test_luma_codes_limited_range_codes():
     rgb = np.array([[[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 0]]], np.float64)
-    codes = rgb_to_luma10(rgb)
+    codes = luma_codes(rgb)
     assert codes.dtype == np.uint16 and codes.shape == (1, 4)
     assert codes.tolist() == [[64, 940, 502, round((16 + 219 * 0.2126) * 4)]]
 

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY, randomised
-from deband.io import quantise_output, read_image, write_image
+from deband.io import read_image, write_image
 from deband.model import UNet
+from deband.pixels import to_codes
 from deband.restore import Debander, tiled, to_float
 
 torch.manual_seed(0)
@@ -89,9 +90,9 @@ def test_write_read_round_trip(tmp_path_factory, img, suffix):
     dither=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_quantise_output_in_range(img, spread, bits, dither, seed):
+def test_to_codes_in_range(img, spread, bits, dither, seed):
     x = (img - 0.5) * spread + 0.5  # from tiny to wildly out-of-range values
-    q = quantise_output(x, bits, dither=dither, seed=seed)
+    q = to_codes(x, bits, dither=dither, seed=seed)
     assert q.shape == x.shape and q.dtype == (np.uint8 if bits == 8 else np.uint16)
     clipped = np.clip(x, 0, 1) * (2**bits - 1)
     assert np.abs(q.astype(np.float64) - clipped).max() <= (1.5 if dither else 0.5) + 1e-3

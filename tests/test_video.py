@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deband.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.config import ModelConfig
 from deband.model import UNet
+from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.restore import Debander
 from deband.video import (
     VideoError,

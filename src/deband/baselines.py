@@ -9,6 +9,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from deband.pixels import from_codes, to_codes
+
 # name -> (filter, options); "strong" settings are what a user reaches for when defaults leave bands
 FILTERS: dict[str, tuple[str, str]] = {
     "ffmpeg-deband": ("deband", ""),
@@ -29,7 +31,7 @@ def ffmpeg_filter(rgb: np.ndarray, name: str) -> np.ndarray:
     flt, opts = FILTERS[name]
     h, w, _ = rgb.shape
     padded = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    frame = av.VideoFrame.from_ndarray(np.round(np.clip(padded, 0, 1) * 65535).astype(np.uint16), format="rgb48le")
+    frame = av.VideoFrame.from_ndarray(to_codes(padded, 16), format="rgb48le")
     frame.pts = 0
     graph = av.filter.Graph()
     src = graph.add_buffer(width=frame.width, height=frame.height, format="rgb48le", time_base="1/25")
@@ -39,5 +41,5 @@ def ffmpeg_filter(rgb: np.ndarray, name: str) -> np.ndarray:
         a.link_to(b)
     graph.configure()
     graph.push(frame)
-    out = graph.pull().to_ndarray().astype(np.float32) / 65535
+    out = from_codes(graph.pull().to_ndarray())  # rgb48le: (h, w, 3) uint16
     return out[:h, :w]

@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 import torch
 
 from deband.config import DataConfig
-from deband.degrade import quantize, random_degrade
+from deband.degrade import random_degrade
 from deband.letterbox import add_bars
+from deband.pixels import quantise
 from deband.sources import add_detail, bundled_photos, folder_images, load_clean, procedural_scene, random_crop
 
 
@@ -42,7 +43,7 @@ class PairSampler:
         if share > 0 and torch.rand((), generator=self.g).item() < share:
             span = (clean.amax() - clean.amin()).item()
             clean = add_detail(clean, self.g, span, p=1.0, grain_max=0.04).clamp(0, 1)
-            banded = quantize(clean, 8)
+            banded = quantise(clean, 8)
         else:
             banded = random_degrade(clean, self.g, self.config.codec_probability)
         if torch.rand((), generator=self.g).item() < self.config.letterbox_fraction:
@@ -87,4 +88,4 @@ def validation_set(n: int, size: int, seed: int = 10_000, bits: int = 6) -> tupl
     """
     g = torch.Generator().manual_seed(seed)
     clean = torch.stack([procedural_scene(size, size, g) for _ in range(n)])
-    return clean, quantize(clean, bits)
+    return clean, quantise(clean, bits)

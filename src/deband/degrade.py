@@ -2,7 +2,8 @@
 
 Every degradation is a deterministic function of a clean image, plus a `random_*` wrapper
 drawing its parameters from a `torch.Generator`. Images are (c, h, w) or (b, c, h, w)
-float32 tensors on [0, 1], RGB (c = 3).
+float32 tensors on [0, 1], RGB (c = 3). Plain per-channel re-quantisation is
+`deband.pixels.quantise`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deband.colour import rgb_to_ycbcr, ycbcr_to_rgb
-
-
-def quantize(x: torch.Tensor, bits: int | float) -> torch.Tensor:
-    """Uniform re-quantisation to 2**bits levels per channel (round to nearest)."""
-    levels = 2.0**bits - 1
-    return torch.round(x.clamp(0, 1) * levels) / levels
+from deband.pixels import from_codes, quantise, rgb_to_ycbcr, to_codes, ycbcr_to_rgb
 
 
 def requantize_ycbcr(
@@ -32,23 +27,24 @@ def requantize_ycbcr(
         ycc = rgb_to_ycbcr(x, matrix)
         y, cb, cr = ycc.unbind(-3)
         if luma_bits is not None:
-            y = quantize(y, luma_bits)
+            y = quantise(y, luma_bits)
         if chroma_bits is not None:
-            cb, cr = (quantize(c + 0.5, chroma_bits) - 0.5 for c in (cb, cr))
+            cb, cr = (quantise(c + 0.5, chroma_bits) - 0.5 for c in (cb, cr))
         x = ycbcr_to_rgb(torch.stack([y, cb, cr], dim=-3), matrix).clamp(0, 1)
     return x
 
 
 def dark_stretch(x: torch.Tensor, bits: int, gain: float) -> torch.Tensor:
     """A dark capture quantised to `bits` then brightened by `gain`: steps grow `gain` times."""
-    return (quantize(x / gain, bits) * gain).clamp(0, 1)
+    return (quantise(x / gain, bits) * gain).clamp(0, 1)
 
 
 def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip through Pillow (4:2:0). x: shape (3, h, w)."""
     buf = io.BytesIO()
-    Image.fromarray(_to_uint8(x)).save(buf, format="JPEG", quality=int(quality))
-    return _from_uint8(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    Image.fromarray(to_codes(x.permute(1, 2, 0).numpy(), 8)).save(buf, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # (h, w, 3) uint8
+    return torch.from_numpy(from_codes(decoded)).permute(2, 0, 1)
 
 
 def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
@@ -71,23 +67,15 @@ def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
     else:
         opts["threads"] = "1"
     enc.options = opts
-    frame = av.VideoFrame.from_ndarray(_to_uint8(x[:, :he, :we]), format="rgb24").reformat(format="yuv420p")
+    rgb24 = to_codes(x[:, :he, :we].permute(1, 2, 0).numpy(), 8)  # (he, we, 3) uint8
+    frame = av.VideoFrame.from_ndarray(rgb24, format="rgb24").reformat(format="yuv420p")
     frame.pts, frame.time_base = 0, Fraction(1, 25)
     packets = list(enc.encode(frame)) + list(enc.encode(None))
     dec = av.CodecContext.create("h264" if codec == "libx264" else "hevc", "r")
     dec.thread_count = 1
     frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
-    decoded = frames[0].to_ndarray(format="rgb24")
-    y = _from_uint8(decoded)
+    y = torch.from_numpy(from_codes(frames[0].to_ndarray(format="rgb24"))).permute(2, 0, 1)
     return torch.nn.functional.pad(y[None], (0, w - we, 0, h - he), mode="replicate")[0]
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
-def _from_uint8(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).float() / 255
 
 
 # --- random wrappers -------------------------------------------------------------------
@@ -103,7 +91,7 @@ def _randint(g: torch.Generator, lo: int, hi: int) -> int:
 
 
 def random_quantize(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return quantize(x, _randint(g, 3, 8))
+    return quantise(x, _randint(g, 3, 8))
 
 
 def random_requantize_ycbcr(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -19,15 +19,16 @@ import torch
 
 from deband.baselines import FILTERS, ffmpeg_filter
 from deband.config import DEFAULT_STEPS
-from deband.degrade import dark_stretch, quantize, requantize_ycbcr, video_codec
+from deband.degrade import dark_stretch, requantize_ycbcr, video_codec
 from deband.metrics import cambi_rgb, psnr, ssim
+from deband.pixels import quantise
 from deband.sources import bundled_photos, procedural_scene, procedural_scene_layers
 
 Method = Callable[["Pair"], np.ndarray]  # a pair's degraded image -> (h, w, 3) float32 on [0, 1]
 
 # set name -> degradation of a clean (3, h, w) tensor
 DEGRADATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "rgb-6bit": lambda x: quantize(x, 6),
+    "rgb-6bit": lambda x: quantise(x, 6),
     "luma6-chroma5": lambda x: requantize_ycbcr(x, 6, 5),
     "dark-8bit-x4": lambda x: dark_stretch(x, 8, 4.0),
     "h264-crf34": lambda x: video_codec(x, "libx264", 34),
@@ -81,7 +82,7 @@ def unbanded_set(size: int = 384, textures: int = 6, seed: int = 30_000) -> list
         yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
         grating = 0.03 * torch.sin((xx * 0.9 + yy * 0.4) * (1.0 + torch.rand((), generator=g)))
         clean.append((scene + grain + grating).clamp(0, 1))
-    return [Pair(_hwc(c), np.round(_hwc(c) * 255) / 255, f"unbanded-{i}") for i, c in enumerate(clean)]
+    return [Pair(_hwc(c), quantise(_hwc(c), 8), f"unbanded-{i}") for i, c in enumerate(clean)]
 
 
 def folder_set(folder: Path, pattern: str = "banded-*.png") -> list[Pair]:

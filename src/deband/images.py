@@ -10,7 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from deband.errors import OUTPUT, RESOURCES, DebandError
-from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, quantise_output, read_image, write_image
+from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, read_image, write_image
+from deband.pixels import from_codes, to_codes
 from deband.restore import Debander
 
 
@@ -58,11 +59,11 @@ def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, 
         raise DebandError(f"{src}: out of memory (try a smaller --tile)", RESOURCES) from None
     finally:
         bar.close()
-    write_image(dst, quantise_output(restored, opts.bit_depth, seed=debander.seed), pic.icc, opts.overwrite)
+    codes = to_codes(restored, opts.bit_depth, dither=opts.bit_depth == 8, seed=debander.seed)
+    write_image(dst, codes, pic.icc, opts.overwrite)
     if opts.compare:
-        before = pic.pixels.astype(np.float32) / (65535 if pic.bit_depth == 16 else 255)
         path = dst.with_name(dst.stem + "-compare.png")
-        write_image(path, comparison(before, restored), overwrite=True)
+        write_image(path, comparison(from_codes(pic.pixels), restored), overwrite=True)
 
 
 def _follow(bar: tqdm):
@@ -114,7 +115,7 @@ def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> 
     scale = min(1.0, max_width / grid.shape[1])
     if scale < 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return quantise_output(grid, 8)
+    return to_codes(grid, 8, dither=True)
 
 
 def banding_map(rgb: np.ndarray, max_log_contrast: int = 4) -> tuple[np.ndarray, float]:
@@ -126,8 +127,9 @@ def banding_map(rgb: np.ndarray, max_log_contrast: int = 4) -> tuple[np.ndarray,
 
     score, heat = cambi_rgb(rgb, max_log_contrast=max_log_contrast, return_map=True)
     heat = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
-    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1] / 255
+    inferno = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]  # (h, w, 3) uint8
+    colour = from_codes(inferno, dtype=np.float64)
     gray = rgb.mean(axis=2, keepdims=True) * 0.6
     alpha = np.clip(heat * 1.5, 0, 0.85)[..., None]
     picture = gray * (1 - alpha) + colour * alpha
-    return quantise_output(picture.astype(np.float32), 8, dither=False), float(score)
+    return to_codes(picture.astype(np.float32), 8), float(score)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED, DebandError
+from deband.pixels import from_codes
 
 READ_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")
 WRITE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -46,7 +47,7 @@ class Picture:
 
     def rgb(self) -> np.ndarray:
         """(h, w, 3) float32 on [0, 1]: gray replicated, alpha dropped."""
-        x = self.pixels.astype(np.float32) / (65535 if self.bit_depth == 16 else 255)
+        x = from_codes(self.pixels)
         if x.ndim == 2:
             x = x[..., None]
         return np.repeat(x[..., :1], 3, axis=2) if x.shape[2] < 3 else x[..., :3]
@@ -146,24 +147,6 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-def quantise_output(x: np.ndarray, bit_depth: int, dither: bool = True, seed: int = 0) -> np.ndarray:
-    """float32 [0, 1] -> uint16, or uint8 with TPDF dither (+-1 LSB) so bands do not return."""
-    if bit_depth not in (8, 16):
-        raise ValueError("bit_depth must be 8 or 16")
-    dtype, peak = (np.uint16, 65535) if bit_depth == 16 else (np.uint8, 255)
-    out = np.empty(x.shape, dtype)
-    rng = np.random.default_rng(seed)
-    rows = max(1, 4_000_000 // max(1, x[0].size))  # strips of ~4 M values keep temporaries small
-    for top in range(0, x.shape[0], rows):
-        v = np.clip(x[top : top + rows], 0, 1, dtype=np.float32) * peak
-        if dither and bit_depth == 8:
-            v += rng.random(v.shape, dtype=np.float32)
-            v -= rng.random(v.shape, dtype=np.float32)
-        np.clip(np.round(v, out=v), 0, peak, out=v)
-        out[top : top + rows] = v
-    return out
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from deband.pixels import from_codes
+
 DARK = 32 / 255  # a bar's colour is at most this bright in every channel (limited-range black is 16)
 TOLERANCE = 2.5 / 255  # a pixel matches the bar colour within this, per channel (codec specks)
 FULL = 0.9  # a bar line (row or column) matches in at least this share of its pixels
@@ -43,7 +45,7 @@ def add_bars(clean: torch.Tensor, banded: torch.Tensor, g: torch.Generator) -> t
     colour = (level + torch.randint(-3, 4, (3, 1, 1), generator=g)).clamp(min=0)
     speckled = torch.rand((1, h, w), generator=g) < 0.03 * torch.rand((), generator=g)
     specks = speckled * torch.randint(-4, 5, (3, h, w), generator=g)
-    bar = (colour + specks).clamp(0, 255).float() / 255
+    bar = from_codes((colour + specks).clamp(0, 255), bits=8)
     return torch.where(mask, bar, clean), torch.where(mask, bar, banded)
 
 

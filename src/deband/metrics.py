@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deband.pixels import levels, luma_codes
+
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     """PSNR in dB per image. x, ref: shape (b, c, h, w) or (c, h, w), range [0, 1]. Returns (b,)."""
@@ -78,7 +80,8 @@ _SCALE_WEIGHTS = (16, 8, 4, 2, 1)  # finest scale first
 _CONTRAST_WEIGHTS = (1, 2, 3, 4, 4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 8)
 _CONTRAST_WEIGHTS += (8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9)
 _MASK_FILTER_SIZE = 7
-_FOOT, _HEAD = 64, 940  # limited-range 10-bit luma
+_LIMITED = levels(10, full=False)
+_FOOT, _HEAD = int(_LIMITED.y_offset), int(_LIMITED.y_offset + _LIMITED.y_scale)  # 64, 940
 _EOTFS = ("bt1886", "pq")
 # Speed only (results are exact either way): the cost of one query pixel left to the exact
 # tile-by-tile fallback, in box-filtered pixels, and the side of those tiles.
@@ -394,22 +397,10 @@ def cambi(
     return score, heat / (max(_CONTRAST_WEIGHTS[: len(tvi)]) * window**2 / 4)
 
 
-def rgb_to_luma10(rgb: np.ndarray) -> np.ndarray:
-    """Limited-range 10-bit BT.709 luma codes of an R'G'B' image, rounded, no dither.
-
-    rgb (ndarray): shape (h, w, 3), float, range [0, 1]. Y' = 0.2126 R' + 0.7152 G' + 0.0722 B',
-    code = round((16 + 219 Y') * 4). Returns shape (h, w), uint16, range [64, 940].
-    """
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"rgb must have shape (h, w, 3), got {rgb.shape}")
-    rgb = rgb.astype(np.float64)
-    y = 0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]
-    return np.rint((16 + 219 * np.clip(y, 0, 1)) * 4).astype(np.uint16)
-
-
 def cambi_rgb(rgb: np.ndarray, **kwargs) -> float | tuple[float, np.ndarray]:
-    """`cambi` of an R'G'B' image: rgb (h, w, 3) float on [0, 1]; kwargs go to `cambi`."""
-    return cambi(rgb_to_luma10(rgb), **kwargs)
+    """`cambi` of an R'G'B' image: rgb (h, w, 3) float on [0, 1], scored on its limited-range
+    10-bit BT.709 luma codes (`pixels.luma_codes`); kwargs go to `cambi`."""
+    return cambi(luma_codes(rgb), **kwargs)
 
 
 def cambi_heatmap(rgb: np.ndarray, **kwargs) -> np.ndarray:

@@ -43,18 +43,19 @@ def bits_of(dtype: Any) -> int:
     raise ValueError(f"no bit depth for {dtype} pixels; expected uint8 or uint16")
 
 
-def from_codes(codes: Array, bits: int | None = None) -> Array:
+def from_codes(codes: Array, bits: int | None = None, dtype: Any = np.float32) -> Array:
     """Integer codes -> float32 on [0, 1]: code / (2**bits - 1).
 
     codes: numpy uint8/uint16 (bits taken from the dtype unless given) or a torch tensor
-    (bits required). Returns float32 of the same shape and kind.
+    (bits required). Returns float32 of the same shape and kind (numpy: `dtype`, e.g.
+    float64 where the caller goes on in double precision).
     """
     if _is_torch(codes):
         if bits is None:
             raise ValueError("bits is required for torch codes")
         return codes.float() / int(peak(bits))
     bits = bits_of(codes.dtype) if bits is None else bits
-    return codes.astype(np.float32) / int(peak(bits))
+    return codes.astype(dtype) / int(peak(bits))
 
 
 def add_tpdf(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -16,6 +16,7 @@ from deband.checkpoint import load_model
 from deband.config import DEFAULT_STEPS
 from deband.indi import sample
 from deband.letterbox import keep_bars
+from deband.pixels import from_codes
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,10 +147,8 @@ class Debander:
 
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8/uint16/float image -> float32 on [0, 1] (same shape)."""
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535
+    if image.dtype in (np.uint8, np.uint16):
+        return from_codes(image)
     if np.issubdtype(image.dtype, np.floating):
         return np.clip(image.astype(np.float32), 0, 1)
     raise ValueError(f"unsupported pixel type {image.dtype}")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+from deband.pixels import from_codes
 
 
 def _u(g: torch.Generator, lo: float = 0.0, hi: float = 1.0, shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -173,10 +173,8 @@ def bundled_photos(scale: int = 2) -> list[torch.Tensor]:
 
 def _to_float(arr: np.ndarray) -> torch.Tensor:
     """(h, w[, c]) uint8/uint16/float array -> (3, h, w) float32 on [0, 1]."""
-    if arr.dtype == np.uint8:
-        x = torch.from_numpy(arr.astype(np.float32) / 255)
-    elif arr.dtype == np.uint16:
-        x = torch.from_numpy(arr.astype(np.float32) / 65535)
+    if arr.dtype in (np.uint8, np.uint16):
+        x = torch.from_numpy(from_codes(arr))
     else:
         x = torch.from_numpy(arr.astype(np.float32))
     if x.ndim == 2:
@@ -190,12 +188,14 @@ def _downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.avg_pool2d(x[None], scale)[0]
 
 
-def folder_images(folder: str | Path, scale: int = 1) -> list[Path]:
-    """Image files (8- or 16-bit PNG/TIFF/JPEG) under `folder`, recursively, sorted."""
+def folder_images(folder: str | Path) -> list[Path]:
+    """Image files deband reads (`io.READ_SUFFIXES`) under `folder`, recursively, sorted."""
+    from deband.io import READ_SUFFIXES
+
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in READ_SUFFIXES and p.is_file())
 
 
 def load_clean(path: str | Path, scale: int = 1) -> torch.Tensor:

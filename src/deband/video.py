@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from deband.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.errors import UNREADABLE, UNSUPPORTED
+from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 
 log = logging.getLogger(__name__)
 
