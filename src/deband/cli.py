@@ -226,7 +226,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from deband.evaluate import as_dicts, markdown, run_eval
+    from deband.evaluate import markdown, run_eval, save_json
 
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
@@ -237,9 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
-        import json
-
-        args.json.write_text(json.dumps({k: as_dicts(v) for k, v in results.items()}, indent=1))
+        save_json(results, args.json)
     if args.report:
         from deband.evaluate import make_report
 
