@@ -202,3 +202,12 @@ def test_parser_does_not_import_torch():
     code = "import sys; from deband.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_cli_exit_codes_for_bad_inputs_and_outputs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "bad.json").write_text('{"stepz": 3}')
+    assert main(["train", "--out", str(tmp_path / "a"), "--init", str(tmp_path / "none.safetensors")]) == 3
+    assert main(["train", "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.json")]) == 3
+    save_json(replace(TINY_TRAIN, steps=1), tmp_path / "tiny.json")
+    assert main(["train", "--out", str(tmp_path / "file"), "--config", str(tmp_path / "tiny.json")]) == 5

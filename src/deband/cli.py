@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, InputError
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, InputError, OutputError
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -237,7 +237,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
-        save_json(results, args.json)
+        try:
+            save_json(results, args.json)
+        except DebandError as e:
+            raise _with_code(e) from None
     if args.report:
         from deband.evaluate import make_report
 
@@ -275,7 +278,7 @@ def train_config(args: argparse.Namespace):
         else:
             cfg = TrainConfig()
     except (ValueError, TypeError) as e:  # a missing file stays an OSError, reported as before
-        raise InputError(f"{args.config or resumed}: not a training config ({e})", UNREADABLE) from None
+        raise InputError(f"{args.config or resumed}: not a training config ({e})") from None
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
     if args.batch is not None:
@@ -287,6 +290,13 @@ def train_config(args: argparse.Namespace):
     return cfg
 
 
+def _with_code(e: DebandError) -> DebandError:
+    """TRANSITIONAL: gives a typed error without a code the exit code of its type."""
+    if e.code is None:
+        e.code = OUTPUT if isinstance(e, OutputError) else UNREADABLE if isinstance(e, InputError) else USAGE
+    return e
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import ConfigMismatchError, train
 
@@ -294,6 +304,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     except ConfigMismatchError as e:
         raise DebandError(f"{e}; pass a matching --config", USAGE) from None
+    except DebandError as e:
+        raise _with_code(e) from None
     return 0
 
 
