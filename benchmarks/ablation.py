@@ -18,8 +18,9 @@ from pathlib import Path
 
 from deband.checkpoint import read_metadata
 from deband.config import LossConfig, TrainConfig
-from deband.evaluate import identity, score, synthetic_set, unbanded_set
+from deband.evalsets import synthetic_set, unbanded_set
 from deband.restore import Debander
+from deband.scoring import identity, score
 from deband.train import train
 
 LOSSES = {

@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 
 from deband.baselines import FILTERS, ffmpeg_filter
-from deband.evaluate import (
-    Pair,
-    Row,
-    crop_panels,
-    detail_window,
-    identity,
-    markdown,
-    score,
-    smooth_reference,
-    synthetic_set,
-)
+from deband.evalreport import crop_panels, detail_window
+from deband.evalsets import Pair, synthetic_set
+from deband.scoring import Row, identity, markdown, score, smooth_reference
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))

@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from deband.checkpoint import load_model
+from deband.cli import main
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
-from deband.data import PairStream
-from deband.errors import DebandError
-from deband.train import lr_at, main, patch_at, train
+from deband.data import PairStream, RunSeeds
+from deband.train import ConfigMismatchError, lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
     model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
@@ -49,11 +50,17 @@ def test_train_writes_weights_log_and_resumes(tmp_path):
     assert not torch.equal(before(x, torch.ones(1)), after(x, torch.ones(1)))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_torchrun_two_processes(tmp_path):
     cfg_path = tmp_path / "tiny.json"
     save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "deband.train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -118,13 +125,13 @@ def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path
     far = (load_model(fresh)(x, torch.ones(1)) - start(x, torch.ones(1))).abs().mean()
     assert gap < 0.5 * far
     other = replace(TINY_TRAIN, model=replace(TINY_TRAIN.model, channels=(8, 12, 24)))
-    with pytest.raises(DebandError, match="model config differs"):
+    with pytest.raises(ConfigMismatchError, match="model config differs"):
         train(other, tmp_path / "other", init=tmp_path / "start.safetensors")
 
 
 def _stream(workers: int, start: int = 1, stop: int = 8) -> list:
     shape = lambda step: (32, 2) if step < 4 else (48, 1)  # noqa: E731 - workers fork, so a lambda is fine
-    stream = PairStream(TINY_TRAIN.data, 3, start, stop, shape)
+    stream = PairStream(TINY_TRAIN.data, RunSeeds(0), 3, start, stop, shape)
     return list(torch.utils.data.DataLoader(stream, None, num_workers=workers))
 
 
@@ -151,6 +158,56 @@ def test_minutes_fit_the_step_count_after_warm_up(tmp_path):
 
 @pytest.mark.parametrize("bad", [["--workers", "-1"], ["--minutes", "0"]])
 def test_bad_workers_or_minutes_are_usage_errors(tmp_path, bad):
-    with pytest.raises(DebandError) as e:
-        main(["--out", str(tmp_path / "run"), *bad])
-    assert e.value.code == 2 and not (tmp_path / "run").exists()
+    assert main(["train", "--out", str(tmp_path / "run"), *bad]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_leaves_global_state_alone(tmp_path):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(replace(TINY_TRAIN, steps=1), tmp_path / "run", device="cpu")
+    assert torch.equal(torch.rand(3), expected)  # the global generator was neither seeded nor drawn from
+
+
+def test_exact_arithmetic_restores_the_backend_flags():
+    from deband.train import exact_arithmetic
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    with exact_arithmetic(torch.device("cuda")):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.benchmark) == before
+
+
+def test_unreadable_init_or_state_is_an_input_error(tmp_path):
+    from deband.errors import InputError
+
+    with pytest.raises(InputError, match="not found"):
+        train(TINY_TRAIN, tmp_path / "a", init=tmp_path / "none.safetensors")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "state.pt").write_bytes(b"not a state")
+    with pytest.raises(InputError, match="state.pt"):
+        train(TINY_TRAIN, tmp_path / "b", resume=True)
+
+
+def test_seeds_derive_from_the_run_seed():
+    seeds = RunSeeds(2)
+    assert seeds.model == 2 and seeds.generator(1) == 2001 and seeds.step(1, 5) == 2001 * 1_000_003 + 5
+    assert RunSeeds(0).validation == RunSeeds(7).validation
+
+
+def test_parser_does_not_import_torch():
+    code = "import sys; from deband.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_cli_exit_codes_for_bad_inputs_and_outputs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "bad.json").write_text('{"stepz": 3}')
+    assert main(["train", "--out", str(tmp_path / "a"), "--init", str(tmp_path / "none.safetensors")]) == 3
+    assert main(["train", "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.json")]) == 3
+    save_json(replace(TINY_TRAIN, steps=1), tmp_path / "tiny.json")
+    assert main(["train", "--out", str(tmp_path / "file"), "--config", str(tmp_path / "tiny.json")]) == 5

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, InputError, OutputError
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -128,12 +128,36 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--max-log-contrast", type=_int_range(1, 5), default=4,
                      help="2 sees fine steps only (libvmaf default); 4 also sees 6-7-bit steps (default 4)")
     ins.add_argument("--overwrite", action="store_true")
-    from deband.train import add_arguments as add_train_arguments
-
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_train_arguments(tr)
+    _add_train_options(tr)
     return p
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
+    return v
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, weights")
+    p.add_argument("--config", help="JSON TrainConfig to start from (defaults otherwise)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--init", help="start from these .safetensors weights (fresh optimiser and schedule)")
+    p.add_argument("--steps", type=int, help="override the number of optimiser steps")
+    p.add_argument("--batch", type=int, help="override patches per step per process")
+    p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
+    p.add_argument("--folder", action="append", default=[], help="extra folder of clean images (repeatable)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--workers", type=_int_range(0, 1024), default=0,
+                   help="processes synthesising training pairs (0: this one)")
+    p.add_argument("--minutes", type=_positive,
+                   help="fit the step count to this wall-clock budget (measured over warm-up)")
 
 
 def _debander(args: argparse.Namespace):
@@ -202,7 +226,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from deband.evaluate import as_dicts, markdown, run_eval
+    from deband.evaluate import markdown, run_eval, save_json
 
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
@@ -213,9 +237,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
-        import json
-
-        args.json.write_text(json.dumps({k: as_dicts(v) for k, v in results.items()}, indent=1))
+        try:
+            save_json(results, args.json)
+        except DebandError as e:
+            raise _with_code(e) from None
     if args.report:
         from deband.evaluate import make_report
 
@@ -237,10 +262,50 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from deband.train import config_from_args, train
+def train_config(args: argparse.Namespace):
+    """The run's TrainConfig: --config, else OUT/config.json when resuming, else the defaults;
+    then the overrides given on the command line."""
+    from dataclasses import replace
 
-    train(config_from_args(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
+    from deband.config import TrainConfig, load_train_config
+
+    resumed = Path(args.out) / "config.json"
+    try:
+        if args.config:
+            cfg = load_train_config(args.config)
+        elif args.resume and resumed.exists():
+            cfg = load_train_config(resumed)
+        else:
+            cfg = TrainConfig()
+    except (ValueError, TypeError) as e:  # a missing file stays an OSError, reported as before
+        raise InputError(f"{args.config or resumed}: not a training config ({e})") from None
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    if args.batch is not None:
+        cfg = replace(cfg, batch=args.batch)
+    if args.loss is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, fft=args.loss))
+    if args.folder:
+        cfg = replace(cfg, data=replace(cfg.data, folders=tuple(cfg.data.folders) + tuple(args.folder)))
+    return cfg
+
+
+def _with_code(e: DebandError) -> DebandError:
+    """TRANSITIONAL: gives a typed error without a code the exit code of its type."""
+    if e.code is None:
+        e.code = OUTPUT if isinstance(e, OutputError) else UNREADABLE if isinstance(e, InputError) else USAGE
+    return e
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deband.train import ConfigMismatchError, train
+
+    try:
+        train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
+    except ConfigMismatchError as e:
+        raise DebandError(f"{e}; pass a matching --config", USAGE) from None
+    except DebandError as e:
+        raise _with_code(e) from None
     return 0
 
 

@@ -60,17 +60,23 @@ class TrainConfig:
     steps: int = 6000  # optimiser steps
     batch: int = 8  # patches per step per process
     lr: float = 5e-4  # peak AdamW learning rate (2e-3 and 1e-3 blew up: no normalisation layers)
-    weight_decay: float = 1e-4
+    lr_floor: float = 0.01  # the cosine decay ends at this share of `lr`
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
     warmup: int = 300  # linear warm-up steps before cosine decay
+    grad_clip: float = 1.0  # gradients are clipped to this global L2 norm
     ema: float = 0.999  # EMA decay of the exported weights
+    spike_factor: float = 20.0  # a loss above this many times the recent median is skipped as a blow-up
+    spike_window: int = 200  # recent losses whose median the spike guard compares against
+    spike_min_history: int = 20  # losses recorded before the spike guard skips anything
     t_one_fraction: float = 0.3  # share of training t set exactly to 1 (one-step restoration)
     eps: float = 0.0  # INDI noise level epsilon (0: deterministic)
     curriculum: tuple[tuple[float, int], ...] = ((0.0, 256),)  # (progress, patch side) from then on
     val_every: int = 500  # steps between validations
     val_images: int = 12  # fixed held-out synthetic images
     val_size: int = 384  # side of each validation image
+    val_steps: tuple[int, ...] = (1, 4)  # INDI step counts scored at each validation
     ckpt_every: int = 250  # steps between checkpoints
-    seed: int = 0
+    seed: int = 0  # every generator of the run derives its seed from this (see data.RunSeeds)
     bf16: bool = False  # bf16 autocast (slower than fp32 on CPUs without native bf16)
 
 

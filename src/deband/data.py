@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -11,6 +12,38 @@ from deband.degrade import random_degrade
 from deband.letterbox import add_bars
 from deband.pixels import quantise
 from deband.sources import add_detail, bundled_photos, folder_images, load_clean, procedural_scene, random_crop
+
+RANK_STRIDE = 1000  # run seeds of one run's ranks: seed * RANK_STRIDE + rank (up to 1000 ranks)
+STEP_STRIDE = 1_000_003  # a prime: step seeds of different ranks never meet within a million steps
+VALIDATION_SEED = 10_000  # the held-out scenes: a seed no run's training data uses
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Every generator seed of a training run, derived from its `TrainConfig.seed`.
+
+    model: the initial weights (the same on every rank). generator(rank): that rank's run
+    generator (training times, noise, and the batches when synthesised in-process; saved in
+    checkpoints). step(rank, step): one step's batch when data workers synthesise it, so the
+    data depends on neither the worker count nor where a run resumed. validation: the fixed
+    held-out set, the same for every run.
+    """
+
+    seed: int = 0  # TrainConfig.seed
+
+    @property
+    def model(self) -> int:
+        return self.seed
+
+    def generator(self, rank: int) -> int:
+        return self.seed * RANK_STRIDE + rank
+
+    def step(self, rank: int, step: int) -> int:
+        return self.generator(rank) * STEP_STRIDE + step
+
+    @property
+    def validation(self) -> int:
+        return VALIDATION_SEED
 
 
 class PairSampler:
@@ -61,14 +94,16 @@ class PairStream(torch.utils.data.IterableDataset):
 
     Worker w of n synthesises steps start + w, start + w + n, ... (the DataLoader hands out
     its workers' batches in turn, so they arrive in step order). Each step's batch is drawn
-    with a generator seeded from (seed, step), so the data does not depend on the number of
-    workers and a resumed run sees the batches an unbroken one would have.
+    with a generator seeded by `seeds.step(rank, step)`, so the data does not depend on the
+    number of workers and a resumed run sees the batches an unbroken one would have.
     `shape` maps a step to its (patch side, batch size).
     """
 
-    def __init__(self, config: DataConfig, seed: int, start: int, stop: int, shape: Callable[[int], tuple[int, int]]):
+    def __init__(self, config: DataConfig, seeds: RunSeeds, rank: int, start: int, stop: int,
+                 shape: Callable[[int], tuple[int, int]]):
         super().__init__()
-        self.config, self.seed, self.start, self.stop, self.shape = config, seed, start, stop, shape
+        self.config, self.seeds, self.rank = config, seeds, rank
+        self.start, self.stop, self.shape = start, stop, shape
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -76,12 +111,17 @@ class PairStream(torch.utils.data.IterableDataset):
         g = torch.Generator()
         sampler = PairSampler(self.config, g)
         for step in range(self.start + worker, self.stop, workers):
-            g.manual_seed(self.seed * 1_000_003 + step)
+            g.manual_seed(self.seeds.step(self.rank, step))
             patch, batch = self.shape(step)
             yield sampler.batch(batch, patch)
 
 
-def validation_set(n: int, size: int, seed: int = 10_000, bits: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+VALIDATION_BITS = 6  # the held-out scenes are re-quantised to this many bits per channel
+
+
+def validation_set(
+    n: int, size: int, seed: int = VALIDATION_SEED, bits: int = VALIDATION_BITS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed held-out set: n procedural scenes (seeds unlike training's) re-quantised to `bits`.
 
     Returns (clean, banded), each shape (n, 3, size, size), float32 on [0, 1].

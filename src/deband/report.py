@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deband.outputs import atomic_output
+
 
 def read_log(path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """log.csv (step, key, value rows) -> key -> (steps, values)."""
@@ -36,8 +38,16 @@ def plot_training_log(log_csv: str | Path, out_png: str | Path) -> None:
     ax2.set(xlabel="step", ylabel="PSNR (dB)", title="held-out 6-bit scenes")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    _save(fig, out_png)
+
+
+def _save(fig, out_png: str | Path) -> None:
+    """Write the figure as a PNG through `atomic_output` (replacing one there), then close it."""
+    try:
+        with atomic_output(out_png, overwrite=True) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        _plt().close(fig)
 
 
 def _plt():
@@ -50,13 +60,23 @@ def _plt():
 
 
 def steps_plot(results: dict, out_png: str | Path, set_name: str = "all synthetic (mean)") -> None:
-    """INDI's distortion-perception trade-off: PSNR and CAMBI against the number of steps."""
+    """INDI's distortion-perception trade-off as a PNG (see `steps_figure`)."""
+    _save(steps_figure(results, set_name), out_png)
+
+
+def steps_figure(results: dict, set_name: str = "all synthetic (mean)"):
+    """PSNR (left) and CAMBI (right) of our restorer at full strength against its INDI steps,
+    with the banded input and the clean floors as horizontal lines. results: set name -> rows
+    (`deband.scoring.Row`). Returns the matplotlib Figure."""
+    from deband.scoring import BANDED_INPUT, CLEAN_REFERENCE, SMOOTH_REFERENCE
+
     plt = _plt()
-    rows = [r for r in results[set_name] if r.method.startswith("deband ") and "strength" not in r.method]
-    steps = [int(r.method.split()[1]) for r in rows]
-    clean = next((r for r in results[set_name] if r.method == "clean reference"), None)
-    smooth = next((r for r in results[set_name] if r.method == "clean without grain/texture"), None)
-    banded = next(r for r in results[set_name] if r.method == "banded input")
+    table = results[set_name]
+    rows = sorted((r for r in table if r.ours and r.strength == 1), key=lambda r: r.steps)
+    steps = [r.steps for r in rows]
+    clean = next((r for r in table if r.method == CLEAN_REFERENCE), None)
+    smooth = next((r for r in table if r.method == SMOOTH_REFERENCE), None)
+    banded = next(r for r in table if r.method == BANDED_INPUT)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     a1.semilogx(steps, [r.psnr for r in rows], "o-", label="deband")
     a1.axhline(banded.psnr, color="0.5", ls="--", label="banded input")
@@ -73,14 +93,18 @@ def steps_plot(results: dict, out_png: str | Path, set_name: str = "all syntheti
         a.set_xticks(steps, [str(s) for s in steps])
         a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    return fig
 
 
 def crops_figure(panels: list[list[tuple[str, np.ndarray]]], out_png: str | Path, boost: float = 3.0) -> None:
+    """The grid of `crops_grid` as a PNG."""
+    _save(crops_grid(panels, boost), out_png)
+
+
+def crops_grid(panels: list[list[tuple[str, np.ndarray]]], boost: float = 3.0):
     """A grid of zoomed crops: one row per image, one column per method, contrast x`boost`
     around each row's mean so that bands are visible (1: as they are).
-    panels[i] = [(title, (h, w, 3) float)]."""
+    panels[i] = [(title, (h, w, 3) float on [0, 1])]. Returns the matplotlib Figure."""
     plt = _plt()
     rows, cols = len(panels), len(panels[0])
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), dpi=110, squeeze=False)
@@ -94,5 +118,4 @@ def crops_figure(panels: list[list[tuple[str, np.ndarray]]], out_png: str | Path
                 axes[i, j].set_title(title, fontsize=8)
     fig.suptitle(f"zoomed crops, contrast x{boost:g}" if boost != 1 else "zoomed crops", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    return fig

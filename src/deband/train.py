@@ -2,20 +2,23 @@
 
 Single process: `deband train --out runs/x`. Data-parallel: `torchrun --nproc_per_node N
 -m deband.train --out runs/x` (gloo on CPU, nccl on CUDA). Rank 0 logs, validates and saves.
+Every number of a run is in `TrainConfig`; the constants below only steer the machinery.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import copy
 import csv
 import itertools
 import logging
 import math
 import os
+import pickle
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,15 +28,25 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deband.checkpoint import WeightsError, load_model, load_training_state, save_training_state, save_weights, unwrap
-from deband.config import TrainConfig, load_train_config, save_json
-from deband.data import PairSampler, PairStream, validation_set
-from deband.errors import UNREADABLE, USAGE, DebandError
+from deband.config import TrainConfig, save_json
+from deband.data import PairSampler, PairStream, RunSeeds, validation_set
+from deband.errors import InputError, OutputError
 from deband.indi import interpolate, sample, sample_t
 from deband.losses import RestorationLoss
 from deband.metrics import psnr
 from deband.model import UNet, count_parameters, grow_smooth_scales
 
 log = logging.getLogger(__name__)
+
+PREFETCH = 2  # batches each data worker keeps ready
+EMA_RAMP = 10  # the EMA decay warms up as (1 + step) / (EMA_RAMP + step): early weights fade fast
+BUDGET_UNTIMED = 5  # first steps the time budget does not time (start-up), besides queued batches
+BUDGET_MIN_TIMED = 20  # steps timed at least before the step count is fitted to the budget
+BUDGET_SHARE = 0.97  # share of the remaining time given to steps; the rest: validation, checkpoints
+
+
+class ConfigMismatchError(ValueError):
+    """Initial weights whose model config the run's config cannot be grown from."""
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -53,12 +66,31 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+@contextlib.contextmanager
+def exact_arithmetic(device: torch.device) -> Iterator[None]:
+    """While inside, CUDA computes in full fp32 as the CPU does (TF32 rounds inputs to 10 bits,
+    coarser than a band step) and cuDNN picks its fastest kernels; the flags are put back on
+    exit. Nothing changes on other devices."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
+        torch.backends.cudnn.benchmark = saved[2]
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to 1 % of it."""
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr_floor of it."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    floor = cfg.lr_floor
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def patch_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
@@ -74,22 +106,28 @@ def patch_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
-    """EMA of the weights, its decay warming up as (1 + step) / (10 + step) towards `decay`."""
-    d = min(decay, (1 + step) / (10 + step))
+    """EMA of the weights, its decay warming up as (1 + step) / (EMA_RAMP + step) towards `decay`."""
+    d = min(decay, (1 + step) / (EMA_RAMP + step))
     for pe, pm in zip(ema.parameters(), unwrap(model).parameters()):
         pe.lerp_(pm.detach(), 1 - d)
 
 
 class SpikeGuard:
     """Flags losses far above the recent median (or non-finite): one bad batch must not wreck
-    the weights of a network without normalisation layers."""
+    the weights of a network without normalisation layers. The defaults are TrainConfig's."""
 
-    def __init__(self, factor: float = 20.0, window: int = 200):
-        self.factor, self.window, self.history, self.skipped = factor, window, [], 0
+    def __init__(self, factor: float = 20.0, window: int = 200, min_history: int = 20):
+        self.factor, self.window, self.min_history = factor, window, min_history
+        self.history: list[float] = []
+        self.skipped = 0
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> SpikeGuard:
+        return cls(cfg.spike_factor, cfg.spike_window, cfg.spike_min_history)
 
     @property
     def limit(self) -> float:
-        if len(self.history) < 20:
+        if len(self.history) < self.min_history:
             return math.inf
         return self.factor * float(sorted(self.history)[len(self.history) // 2])
 
@@ -122,7 +160,7 @@ def train_step(
     if not torch.isfinite(mean) or mean.item() > spike_limit:  # a blow-up: skip rather than learn it
         return mean.item(), True
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
     return mean.item(), False
 
@@ -143,36 +181,58 @@ def validate(model, val: tuple[torch.Tensor, torch.Tensor], device, steps=(1, 4)
 # --- state -------------------------------------------------------------------------------
 
 
-def _state(model, ema, opt, step: int, g: torch.Generator) -> dict:
-    return {
-        "model": unwrap(model).state_dict(),
-        "ema": ema.state_dict(),
-        "opt": opt.state_dict(),
-        "step": step,
-        "rng": g.get_state(),
-    }
+@dataclass
+class Run:
+    """What the loop and its periodic work share: the run's config, where it writes, the
+    networks, the optimiser and the run generator (saved in checkpoints)."""
+
+    cfg: TrainConfig
+    out: Path
+    main: bool  # rank 0: logs, validates and saves
+    device: torch.device
+    model: torch.nn.Module  # the trained network, unwrapped
+    ema: torch.nn.Module  # its EMA, exported as the weights
+    opt: torch.optim.Optimizer
+    g: torch.Generator  # the run generator of this rank
+    logger: Logger
+    val: tuple[torch.Tensor, torch.Tensor] | None  # the held-out (clean, banded) set, rank 0 only
+
+    def state(self, step: int) -> dict:
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "step": step,
+            "rng": self.g.get_state(),
+        }
 
 
-def _restore(path: Path, model, ema, opt, g: torch.Generator) -> int:
-    state = load_training_state(path)
-    unwrap(model).load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["opt"])
-    g.set_state(state["rng"])
-    return int(state["step"])
+def restore_state(path: Path, model, ema, opt, g: torch.Generator) -> int:
+    """Loads a training state into the run's pieces; returns its step. Raises InputError
+    when the file is unreadable or does not fit them."""
+    try:
+        state = load_training_state(path)
+        unwrap(model).load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["rng"])
+        return int(state["step"])
+    except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a training state of this run ({reason})") from None
 
 
 def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
     try:
         start = load_model(path)
     except WeightsError as e:
-        raise DebandError(str(e), UNREADABLE) from None
+        raise InputError(str(e)) from None
     if start.config == cfg.model:
         return start.state_dict()
     try:  # a run may add wider smoothing scales to an existing model
         return grow_smooth_scales(start.state_dict(), start.config, cfg.model)
     except ValueError:
-        raise DebandError(f"{path}: its model config differs from the run's; pass a matching --config", USAGE) from None
+        raise ConfigMismatchError(f"{path}: its model config differs from the run's") from None
 
 
 class Logger:
@@ -210,8 +270,6 @@ class Logger:
 
 # --- data and time budget ------------------------------------------------------------------
 
-PREFETCH = 2  # batches each data worker keeps ready
-
 
 def batches(cfg: TrainConfig, g: torch.Generator, rank: int, start: int, workers: int, pin: bool) -> Iterator:
     """(clean, banded) batches for steps start, start + 1, ... in order.
@@ -222,7 +280,7 @@ def batches(cfg: TrainConfig, g: torch.Generator, rank: int, start: int, workers
     """
     shape = partial(patch_at, cfg=cfg)
     if workers > 0:
-        stream = PairStream(cfg.data, cfg.seed * 1000 + rank, start, cfg.steps, shape)
+        stream = PairStream(cfg.data, RunSeeds(cfg.seed), rank, start, cfg.steps, shape)
         loader = DataLoader(stream, None, num_workers=workers, pin_memory=pin, prefetch_factor=PREFETCH)
         yield from loader
         return
@@ -239,8 +297,9 @@ class Budget:
 
     def __init__(self, minutes: float, start: int, fit_at: int, queued: int = 0):
         self.deadline = time.time() + 60 * minutes
-        self.skip = 5 + queued
-        self.start, self.fit_at, self.t_skip = start, max(fit_at, start + self.skip + 20), None
+        self.skip = BUDGET_UNTIMED + queued
+        self.start, self.t_skip = start, None
+        self.fit_at = max(fit_at, start + self.skip + BUDGET_MIN_TIMED)
 
     def tick(self, step: int) -> int | None:
         """Call after each step; returns the fitted total step count once, else None."""
@@ -250,7 +309,7 @@ class Budget:
             return None
         now = time.time()
         rate = (step - self.start - self.skip) / (now - self.t_skip)  # steps per second
-        steps = step + max(1, int(0.97 * rate * (self.deadline - now)))  # 3 %: validation, checkpoints
+        steps = step + max(1, int(BUDGET_SHARE * rate * (self.deadline - now)))
         if dist.is_initialized():  # every rank must stop at the same step
             agreed = torch.tensor(steps)
             dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
@@ -276,124 +335,109 @@ def train(
     `workers` synthesises data in that many processes (see `batches`). `minutes` fits
     `cfg.steps` to a wall-clock budget at the end of the warm-up (see `Budget`); the fitted
     count is written to OUT/config.json, so `resume` continues the same schedule.
+    Raises InputError (unreadable `init` or training state), ConfigMismatchError (`init` of
+    another architecture) or OutputError (OUT cannot be made a folder).
     """
     rank, world, dev = setup_distributed(device)
-    if dev.type == "cuda":  # full fp32 as on the CPU: TF32 rounds inputs to 10 bits, coarser than a band step
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    out = Path(out)
+    with exact_arithmetic(dev):
+        run, step = _start(cfg, Path(out), rank, world, dev, init if not resume else None, resume)
+        _loop(run, step, rank, world, workers, minutes)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run.out / "model.safetensors"
+
+
+def _start(
+    cfg: TrainConfig, out: Path, rank: int, world: int, dev: torch.device, init: str | Path | None, resume: bool
+) -> tuple[Run, int]:
+    """The run's state at its first step (restored from OUT/state.pt when resuming)."""
     main = rank == 0
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        _make_folder(out)
         save_json(cfg, out / "config.json")
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = UNet(cfg.model)
-    if init is not None and not resume:
+    seeds = RunSeeds(cfg.seed)
+    with torch.random.fork_rng(devices=[]):  # identical initial weights on every rank, globals untouched
+        torch.manual_seed(seeds.model)
+        model = UNet(cfg.model)
+    if init is not None:
         model.load_state_dict(_initial_weights(init, cfg))
     model = model.to(dev).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    step = _restore(out / "state.pt", model, ema, opt, g) if resume and (out / "state.pt").exists() else 0
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loss_fn = RestorationLoss(cfg.loss)
-    val = validation_set(cfg.val_images, cfg.val_size) if main else None
-    logger = Logger(out, main, step)
+    g = torch.Generator().manual_seed(seeds.generator(rank))
+    step = restore_state(out / "state.pt", model, ema, opt, g) if resume and (out / "state.pt").exists() else 0
+    val = validation_set(cfg.val_images, cfg.val_size, seeds.validation) if main else None
+    run = Run(cfg, out, main, dev, model, ema, opt, g, Logger(out, main, step), val)
     if main:
         log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
-    pin = dev.type == "cuda"
-    data = batches(cfg, g, rank, step, workers, pin)
-    queued = workers * PREFETCH
-    budget = Budget(minutes, step, cfg.warmup, queued) if minutes is not None and step < cfg.warmup else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
-    guard = SpikeGuard()
+    return run, step
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{out}: exists and is not a folder") from None
+    except OSError as e:
+        raise OutputError(f"{out}: cannot make the run folder ({e.strerror or e})") from None
+
+
+def _loop(run: Run, step: int, rank: int, world: int, workers: int, minutes: float | None) -> None:
+    """Steps until run.cfg.steps, with the periodic logging, validation and checkpoints."""
+    ddp = torch.nn.parallel.DistributedDataParallel(run.model) if world > 1 else run.model
+    loss_fn = RestorationLoss(run.cfg.loss)
+    pin = run.device.type == "cuda"
+    data = batches(run.cfg, run.g, rank, step, workers, pin)
+    fit = minutes is not None and step < run.cfg.warmup
+    budget = Budget(minutes, step, run.cfg.warmup, workers * PREFETCH) if fit else None
+    bar = tqdm(total=run.cfg.steps, initial=step, disable=not run.main, desc="train", dynamic_ncols=True)
+    guard = SpikeGuard.from_config(run.cfg)
     t0, seen = time.time(), 0
-    while step < cfg.steps:
-        patch = patch_at(step, cfg)[0]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+    while step < run.cfg.steps:
+        patch = patch_at(step, run.cfg)[0]
+        for group in run.opt.param_groups:
+            group["lr"] = lr_at(step, run.cfg)
         clean, banded = next(data)
-        loss, skipped = train_step(ddp, opt, loss_fn, clean, banded, cfg, g, dev, guard.limit)
+        loss, skipped = train_step(ddp, run.opt, loss_fn, clean, banded, run.cfg, run.g, run.device, guard.limit)
         guard.record(loss, skipped)
-        ema_update(ema, model, step, cfg.ema)
+        ema_update(run.ema, run.model, step, run.cfg.ema)
         step, seen = step + 1, seen + clean.shape[0] * world
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3g}", patch=patch, rate=f"{seen / (time.time() - t0):.1f}/s", skip=guard.skipped)
         fitted = budget.tick(step) if budget is not None else None
         if fitted is not None:  # the schedule (and the curriculum) now end at `fitted`
-            cfg, bar.total = replace(cfg, steps=fitted), fitted
+            run.cfg, bar.total = replace(run.cfg, steps=fitted), fitted
             data.close()
-            data = batches(cfg, g, rank, step, workers, pin)
-            if main:
-                save_json(cfg, out / "config.json")
+            data = batches(run.cfg, run.g, rank, step, workers, pin)
+            if run.main:
+                save_json(run.cfg, run.out / "config.json")
                 log.info("step %d: %d steps fit the %g-minute budget", step, fitted, minutes)
-        _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch)
+        _periodic(run, step, loss, patch)
     data.close()
     bar.close()
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out / "model.safetensors"
 
 
-def _periodic(step, cfg, out, main, model, ema, opt, g, val, dev, logger, loss, patch) -> None:
-    if not main:
+def _periodic(run: Run, step: int, loss: float, patch: int) -> None:
+    """Rank 0, after each step: log; validate and checkpoint when due and at the end."""
+    if not run.main:
         return
-    logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
+    cfg = run.cfg
+    run.logger.write(step, {"loss": loss, "lr": lr_at(step, cfg), "patch": patch})
     if step % cfg.val_every == 0 or step == cfg.steps:
-        metrics = validate(ema, val, dev)
-        logger.write(step, metrics)
+        metrics = validate(run.ema, run.val, run.device, cfg.val_steps)
+        run.logger.write(step, metrics)
         log.info("step %d: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
     if step % cfg.ckpt_every == 0 or step == cfg.steps:
-        save_training_state(out / "state.pt", _state(model, ema, opt, step, g))
-        save_weights(ema, out / "model.safetensors", {"step": step})
-
-
-# --- command line (also used by torchrun) -------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, weights")
-    p.add_argument("--config", help="JSON TrainConfig to start from (defaults otherwise)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
-    p.add_argument("--init", help="start from these .safetensors weights (fresh optimiser and schedule)")
-    p.add_argument("--steps", type=int, help="override the number of optimiser steps")
-    p.add_argument("--batch", type=int, help="override patches per step per process")
-    p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
-    p.add_argument("--folder", action="append", default=[], help="extra folder of clean images (repeatable)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--workers", type=int, default=0, help="processes synthesising training pairs (0: this one)")
-    p.add_argument("--minutes", type=float, help="fit the step count to this wall-clock budget (measured over warm-up)")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    if args.workers < 0 or (args.minutes is not None and not args.minutes > 0):
-        raise DebandError("--workers must be >= 0 and --minutes > 0", USAGE)
-    resumed = Path(args.out) / "config.json"
-    if args.config:
-        cfg = load_train_config(args.config)
-    elif args.resume and resumed.exists():
-        cfg = load_train_config(resumed)
-    else:
-        cfg = TrainConfig()
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps)
-    if args.batch is not None:
-        cfg = replace(cfg, batch=args.batch)
-    if args.loss is not None:
-        cfg = replace(cfg, loss=replace(cfg.loss, fft=args.loss))
-    if args.folder:
-        cfg = replace(cfg, data=replace(cfg.data, folders=tuple(cfg.data.folders) + tuple(args.folder)))
-    return cfg
+        save_training_state(run.out / "state.pt", run.state(step))
+        save_weights(run.ema, run.out / "model.safetensors", {"step": step})
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deband.train", description=__doc__)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train(config_from_args(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
-    return 0
+    """`python -m deband.train ...` (as torchrun starts it): the same as `deband train ...`."""
+    from deband.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,150 @@
+"""Scoring for `deband eval`: the methods compared, one row of mean metrics per method and set,
+and the Markdown tables. CAMBI is always scored on the output rounded to 10-bit luma *without*
+dither.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from deband.baselines import FILTERS, ffmpeg_filter
+from deband.evalsets import Pair
+from deband.metrics import cambi_rgb, psnr, ssim
+
+CLEAN_REFERENCE = "clean reference"  # the clean images' own scores: the floor
+SMOOTH_REFERENCE = "clean without grain/texture"  # the clean scenes without grain or texture
+BANDED_INPUT = "banded input"  # the degraded images as they are
+
+METRICS = ("psnr", "ssim", "cambi", "cambi4", "s_per_mp")
+HEADINGS = {"psnr": "PSNR dB", "ssim": "SSIM", "cambi": "CAMBI", "cambi4": "CAMBI mlc4", "s_per_mp": "s/MP"}
+DECIMALS = {"psnr": 2, "ssim": 4}  # digits shown per column; the others show 3
+
+
+@dataclass(frozen=True)
+class Ours:
+    """Our restorer as a method: restores a pair's degraded image with `steps` INDI steps
+    from time `strength`."""
+
+    restore: Callable[[np.ndarray], np.ndarray]
+    steps: int
+    strength: float = 1.0
+
+    def __call__(self, p: Pair) -> np.ndarray:
+        return self.restore(p.degraded)
+
+    @property
+    def label(self) -> str:
+        text = f"deband {self.steps} step{'s' * (self.steps > 1)}"
+        return text + (f", strength {self.strength:g}" if self.strength != 1 else "")
+
+
+Method = Callable[[Pair], np.ndarray] | Ours  # a pair -> (h, w, 3) float32 on [0, 1]
+
+
+@dataclass
+class Row:
+    method: str  # the label shown in tables
+    set: str
+    psnr: float = float("nan")
+    ssim: float = float("nan")
+    cambi: float = float("nan")
+    cambi4: float = float("nan")  # CAMBI with max_log_contrast 4 (sees 6-7-bit steps)
+    s_per_mp: float = float("nan")
+    steps: int | None = None  # INDI steps, for our restorer's rows
+    strength: float | None = None  # start time t, for our restorer's rows
+
+    @property
+    def ours(self) -> bool:
+        return self.steps is not None
+
+
+def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cambi: bool = True) -> Row:
+    """Mean PSNR/SSIM (when there is a clean reference), CAMBI both ways, seconds per megapixel."""
+    cols: dict[str, list[float]] = {"psnr": [], "ssim": [], "cambi": [], "cambi4": []}
+    seconds, pixels = 0.0, 0
+    for p in pairs:
+        t0 = time.perf_counter()
+        out = method(p)
+        seconds += time.perf_counter() - t0
+        pixels += out.shape[0] * out.shape[1]
+        if p.clean is not None:
+            a, b = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1) for v in (out, p.clean))
+            cols["psnr"].append(psnr(a, b).item())
+            cols["ssim"].append(ssim(a, b).item())
+        if with_cambi:
+            cols["cambi"].append(cambi_rgb(out))
+            cols["cambi4"].append(cambi_rgb(out, max_log_contrast=4))
+    means = {k: float(np.mean(v)) if v else float("nan") for k, v in cols.items()}
+    kind = {"steps": method.steps, "strength": method.strength} if isinstance(method, Ours) else {}
+    return Row(label, set_name, s_per_mp=seconds / (pixels / 1e6), **means, **kind)
+
+
+def baseline(name: str) -> Method:
+    return lambda p: ffmpeg_filter(p.degraded, name)
+
+
+def identity(p: Pair) -> np.ndarray:
+    return p.degraded
+
+
+def clean_reference(pairs: list[Pair], set_name: str) -> Row:
+    """The clean images' own CAMBI: the floor a restorer can reach (not 0: see the README)."""
+    clean = [Pair(p.clean, p.clean, p.name) for p in pairs if p.clean is not None]
+    return score(identity, clean, set_name, CLEAN_REFERENCE)
+
+
+def smooth_reference(pairs: list[Pair], set_name: str) -> Row:
+    """CAMBI of the clean images without their grain or texture. Grain hides steps from CAMBI as
+    dither does, so a grainy clean image can score far below its own smooth scene; where a codec
+    has erased the grain, this is the floor for an output that does not invent grain."""
+    smooth = [Pair(None, p.smooth, p.name) for p in pairs if p.smooth is not None]
+    return score(identity, smooth, set_name, SMOOTH_REFERENCE)
+
+
+def our_methods(weights: str | None, steps: list[int], strengths: list[float], device: str = "cpu") -> dict:
+    """label -> `Ours` for every strength and step count, in that order."""
+    from deband.restore import Debander
+
+    methods: dict[str, Method] = {}
+    for s in strengths:
+        for n in steps:
+            method = Ours(Debander.load(weights, device, steps=n, strength=s).restore, n, s)
+            methods[method.label] = method
+    return methods
+
+
+def baseline_methods() -> dict[str, Method]:
+    return {BANDED_INPUT: identity} | {name: baseline(name) for name in FILTERS}
+
+
+def markdown(rows: list[Row], columns: tuple[str, ...] = METRICS) -> str:
+    lines = ["| method | " + " | ".join(HEADINGS[c] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in rows:
+        cells = [_fmt(getattr(r, c), c) for c in columns]
+        lines.append(f"| {r.method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v: float, column: str) -> str:
+    if np.isnan(v):
+        return "–"
+    return f"{v:.{DECIMALS.get(column, 3)}f}"
+
+
+def as_dicts(rows: list[Row]) -> list[dict]:
+    """The rows as printed in JSON: label, set and metrics."""
+    return [{k: v for k, v in asdict(r).items() if k not in ("steps", "strength")} for r in rows]
+
+
+def mean_rows(tables: list[list[Row]], set_name: str) -> list[Row]:
+    """Row-wise mean over tables with the same methods in the same order."""
+    out = []
+    for rows in zip(*tables):
+        values = {f: float(np.mean([getattr(r, f) for r in rows])) for f in METRICS}
+        out.append(Row(rows[0].method, set_name, **values, steps=rows[0].steps, strength=rows[0].strength))
+    return out
