@@ -24,6 +24,7 @@ from deband.model import UNet
 from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.restore import Debander
 from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
+from deband.video.colour import Colour, codes_to_frame, dither_patterns, frame_to_planes, planes_to_codes
 
 FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
 
@@ -266,6 +267,30 @@ def test_identity_is_bit_exact_at_10_bits(tmp_path, identity, pix_fmt):
     for a, b in zip(plane_codes(src), plane_codes(dst), strict=True):
         for pa, pb in zip(a, b, strict=True):
             np.testing.assert_array_equal(pa * 4, pb)  # limited range: 10-bit = 4 x 8-bit
+
+
+@pytest.mark.parametrize("bits, full", [(8, False), (8, True), (10, False), (10, True)])
+def test_codes_to_planes_and_back_is_exact(bits, full):
+    fmt = "yuv420p" if bits == 8 else "yuv420p10le"
+    top = 2**bits - 1
+    rng = np.random.default_rng(0)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    codes = [rng.integers(0, top + 1, s).astype(dtype) for s in [(H, W), (H // 2, W // 2), (H // 2, W // 2)]]
+    colour = Colour("bt709", full, 1, 1, 1)
+    planes = [p[None] for p in frame_to_planes(codes_to_frame(codes, fmt, W, H), colour)]
+    for a, b in zip(codes, planes_to_codes(planes, bits, full), strict=True):
+        np.testing.assert_array_equal(a, b[0])
+
+
+def test_dither_patterns_are_static_tpdf_and_independent_per_plane():
+    planes = [torch.zeros(2, 32, 32), torch.zeros(2, 16, 16), torch.zeros(2, 16, 16)]
+    a, b = dither_patterns(planes, seed=3), dither_patterns(planes, seed=3)
+    assert [p.shape for p in a] == [(32, 32), (16, 16), (16, 16)]
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p, q)  # seeded: the same pattern every frame and run
+        assert np.abs(p).max() < 1 and abs(p.mean()) < 0.1
+    assert not np.array_equal(a[1], a[2])  # Cb and Cr get their own noise
+    assert not np.array_equal(a[0], dither_patterns(planes, seed=4)[0])
 
 
 def test_eight_bit_output_is_dithered_without_flicker(tmp_path, identity):
