@@ -27,7 +27,7 @@ from deband.checkpoint import DEFAULT_WEIGHTS
 from deband.config import DEFAULT_STEPS, ModelConfig
 from deband.model import UNet
 from deband.restore import Debander
-from deband.video import VideoOptions, VideoReport, deband_video, temporal_flicker
+from deband.video import VideoOptions, VideoReport, codes_to_frame, deband_video, temporal_flicker
 
 
 def clip_planes(i: int, w: int, h: int) -> list[np.ndarray]:
@@ -51,11 +51,7 @@ def make_clip(path: Path, frames: int, width: int, height: int, rate: int = 24) 
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         vs.color_primaries = vs.color_trc = vs.colorspace = vs.color_range = 1
         for i in range(frames):
-            frame = av.VideoFrame(width, height, "yuv420p")
-            for plane, arr in zip(frame.planes, clip_planes(i, width, height)):
-                buf = np.zeros((plane.height, plane.line_size), np.uint8)
-                buf[:, : plane.width] = arr
-                plane.update(buf)
+            frame = codes_to_frame(clip_planes(i, width, height), "yuv420p", width, height)
             frame.pts = i
             for packet in vs.encode(frame):
                 out.mux(packet)

@@ -1,6 +1,6 @@
 """Hostile and odd video inputs through the real CLI: exit code, one line, nothing left behind.
 
-Clips are made with PyAV in tmp_path (64x48, a few frames); every run uses --preset ultrafast.
+Clips are made with `clips.make_clip` in tmp_path (64x48, a few frames); every run uses --preset ultrafast.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import av
 import numpy as np
 import pytest
 
+from clips import H, W, add_audio, encode_audio, make_clip
 from deband.errors import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 
-W, H = 64, 48
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
@@ -25,40 +25,8 @@ def deband(*args, preexec_fn=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV, preexec_fn=preexec_fn)
 
 
-def rgb(i: int, w: int, h: int) -> np.ndarray:
-    """Frame i: a horizontal ramp with a moving white bar, (h, w, 3) uint8."""
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 0] = np.linspace(0, 255, w)[None].round().astype(np.uint8)
-    img[..., 2] = 90
-    img[:, (3 * i) % w] = 255
-    return img
-
-
-def make_clip(path: Path, n: int = 6, w: int = W, h: int = H, codec: str = "libx264") -> Path:
-    """n frames at 25 fps; `path`'s suffix picks the container (.h264: a raw Annex B stream)."""
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream(codec, rate=25, options={"preset": "ultrafast"} if codec == "libx264" else {})
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(rgb(i, w, h), format="rgb24")
-            frame.pts = i
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-    return path
-
-
-def add_silence(out: av.container.OutputContainer, packets: int = 8) -> None:
-    st = out.add_stream("aac", rate=48000)
-    st.layout = "mono"
-    for k in range(packets):
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 48000, k * 1024
-        for p in st.encode(frame):
-            out.mux(p)
-    for p in st.encode():
-        out.mux(p)
+def add_silence(out: av.container.OutputContainer) -> None:
+    encode_audio(out, add_audio(out), 0.15, 0)  # 8 AAC packets
 
 
 def frames_of(path: Path) -> list[av.VideoFrame]:
@@ -152,7 +120,7 @@ def test_one_frame_clip(tmp_path, tiny_weights):
 
 
 def test_odd_dimensions(tmp_path, tiny_weights):
-    src = make_clip(tmp_path / "odd.mkv", n=4, w=65, h=33, codec="ffv1")
+    src = make_clip(tmp_path / "odd.mkv", n=4, size=(65, 33), codec="ffv1")
     dst = tmp_path / "odd-out.mkv"
     assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 4)
     f = frames_of(dst)[0]

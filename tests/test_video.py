@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,117 +17,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clips import H, W, add_audio, encode_audio, make_clip, planes_for
 from deband.config import ModelConfig
+from deband.errors import InputError, OutputExistsError, SameFileError, UnsupportedError
 from deband.model import UNet
 from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.restore import Debander
-from deband.video import (
-    VideoError,
-    VideoOptions,
-    codes_to_frame,
-    deband_video,
-    read_video_rgb,
-    temporal_flicker,
-)
+from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
+from deband.video.colour import Colour, codes_to_frame, dither_patterns, frame_to_planes, planes_to_codes
 
 FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
-W, H = 64, 48
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def planes_for(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
-    """Frame i of a test clip as 8-bit Y'CbCr codes: a luma ramp with a moving bar,
-    a chroma ramp, and a static top-left block (for flicker)."""
-    sx, sy = (2, 2) if "420" in fmt else (2, 1) if "422" in fmt else (1, 1)
-    y = np.tile(np.linspace(20, 230, w), (h, 1))
-    y[:, (i * 3) % w : (i * 3) % w + 5] = 200
-    y[: h // 3, : w // 3] = 90
-    hc, wc = -(-h // sy), -(-w // sx)
-    cb = np.tile(np.linspace(100, 160, wc), (hc, 1))
-    cr = np.tile(np.linspace(150, 110, hc)[:, None], (1, wc))
-    return [a.round().astype(np.uint8) for a in (y, cb, cr)]
-
-
-def add_audio(
-    out: av.container.OutputContainer, seconds: float, codec: str = "aac", language: str = "eng"
-) -> av.stream.Stream:
-    st = out.add_stream(codec, rate=48000)
-    st.metadata["language"] = language
-    st.layout = "mono"
-    return st
-
-
-def encode_audio(out, st, seconds: float, tone: float) -> None:
-    n = 1024 if st.codec_context.name == "aac" else 960
-    for k in range(int(seconds * 48000 / n) + 1):
-        t = (np.arange(n) + k * n) / 48000
-        data = (0.2 * np.sin(2 * np.pi * tone * t))[None].astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 48000, k * n
-        for p in st.encode(frame):
-            out.mux(p)
-    for p in st.encode():
-        out.mux(p)
-
-
-def make_clip(
-    path: Path,
-    n: int = 12,
-    size: tuple[int, int] = (W, H),
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    pts: list[int] | None = None,
-    time_base: Fraction | None = None,
-    audio: int = 0,
-    subtitles: bool = False,
-    tags: tuple[int, int, int, int] = (1, 1, 1, 1),
-    rotation: int | None = None,
-    chapters: bool = False,
-    planes=planes_for,
-) -> Path:
-    """Write a clip: n frames, optional AAC/Opus tracks and SubRip/ASS subtitle tracks.
-
-    tags: (primaries, trc, colorspace, range) as FFmpeg enums (0/2 = unspecified)."""
-    w, h = size
-    with av.open(str(path), "w") as out:
-        out.metadata["title"] = "test clip"
-        if chapters:
-            out.set_chapters(
-                [
-                    {"id": 1, "start": 0, "end": 200, "time_base": Fraction(1, 1000), "metadata": {"title": "one"}},
-                    {"id": 2, "start": 200, "end": 480, "time_base": Fraction(1, 1000), "metadata": {"title": "two"}},
-                ]
-            )
-        vs = out.add_stream(codec, rate=25, options={"preset": "ultrafast"} if "lib" in codec else {})
-        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-        if time_base is not None:
-            vs.time_base = vs.codec_context.time_base = time_base
-        vs.color_primaries, vs.color_trc, vs.colorspace, vs.color_range = tags
-        if rotation is not None:
-            vs.set_display_rotation(rotation)
-        tracks = [add_audio(out, n / 25, "aac" if k == 0 else "libopus", ("eng", "deu")[k % 2]) for k in range(audio)]
-        subs = []
-        if subtitles:
-            subs = [out.add_mux_stream("subrip", time_base=Fraction(1, 1000))]
-            subs[0].metadata["language"] = "fra"
-        for i in range(n):
-            frame = codes_to_frame(planes(i, w, h, pix_fmt), pix_fmt, w, h)
-            frame.pts = i if pts is None else pts[i]
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-        for k, st in enumerate(tracks):
-            encode_audio(out, st, n / 25, 440 * (k + 1))
-        for st in subs:
-            for j, text in enumerate([b"first line", b"second line"]):
-                pk = av.Packet(text)
-                pk.stream, pk.time_base = st, Fraction(1, 1000)
-                pk.pts = pk.dts = 40 + 200 * j
-                pk.duration = 120
-                out.mux(pk)
-    return path
 
 
 def video_pts(path: Path) -> list[Fraction]:
@@ -367,6 +269,30 @@ def test_identity_is_bit_exact_at_10_bits(tmp_path, identity, pix_fmt):
             np.testing.assert_array_equal(pa * 4, pb)  # limited range: 10-bit = 4 x 8-bit
 
 
+@pytest.mark.parametrize("bits, full", [(8, False), (8, True), (10, False), (10, True)])
+def test_codes_to_planes_and_back_is_exact(bits, full):
+    fmt = "yuv420p" if bits == 8 else "yuv420p10le"
+    top = 2**bits - 1
+    rng = np.random.default_rng(0)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    codes = [rng.integers(0, top + 1, s).astype(dtype) for s in [(H, W), (H // 2, W // 2), (H // 2, W // 2)]]
+    colour = Colour("bt709", full, 1, 1, 1)
+    planes = [p[None] for p in frame_to_planes(codes_to_frame(codes, fmt, W, H), colour)]
+    for a, b in zip(codes, planes_to_codes(planes, bits, full), strict=True):
+        np.testing.assert_array_equal(a, b[0])
+
+
+def test_dither_patterns_are_static_tpdf_and_independent_per_plane():
+    planes = [torch.zeros(2, 32, 32), torch.zeros(2, 16, 16), torch.zeros(2, 16, 16)]
+    a, b = dither_patterns(planes, seed=3), dither_patterns(planes, seed=3)
+    assert [p.shape for p in a] == [(32, 32), (16, 16), (16, 16)]
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p, q)  # seeded: the same pattern every frame and run
+        assert np.abs(p).max() < 1 and abs(p.mean()) < 0.1
+    assert not np.array_equal(a[1], a[2])  # Cb and Cr get their own noise
+    assert not np.array_equal(a[0], dither_patterns(planes, seed=4)[0])
+
+
 def test_eight_bit_output_is_dithered_without_flicker(tmp_path, identity):
     def static(i, w, h, fmt):
         return planes_for(0, w, h, fmt)
@@ -462,8 +388,8 @@ def test_zero_frames_is_an_error(tmp_path, identity):
     with av.open(str(src), "w") as out:  # a video stream with no frames, plus audio
         vs = out.add_stream("ffv1", rate=25)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-        encode_audio(out, add_audio(out, 0.2), 0.2, 440)
-    with pytest.raises(VideoError, match="no decodable frames"):
+        encode_audio(out, add_audio(out), 0.2, 440)
+    with pytest.raises(InputError, match="no decodable frames"):
         deband_video(src, tmp_path / "out.mkv", identity, progress=False)
     assert list(tmp_path.iterdir()) == [src]
 
@@ -471,24 +397,24 @@ def test_zero_frames_is_an_error(tmp_path, identity):
 def test_no_video_stream_and_unreadable_file(tmp_path, identity):
     audio_only = tmp_path / "a.mka"
     with av.open(str(audio_only), "w") as out:
-        encode_audio(out, add_audio(out, 0.2), 0.2, 440)
-    with pytest.raises(VideoError, match="no video stream"):
+        encode_audio(out, add_audio(out), 0.2, 440)
+    with pytest.raises(UnsupportedError, match="no video stream"):
         deband_video(audio_only, tmp_path / "out.mkv", identity, progress=False)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video" * 100)
-    with pytest.raises(VideoError, match="cannot read"):
+    with pytest.raises(InputError, match="junk.mp4: cannot read"):
         deband_video(junk, tmp_path / "out.mkv", identity, progress=False)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="missing.mp4: no such file"):
         deband_video(tmp_path / "missing.mp4", tmp_path / "out.mkv", identity, progress=False)
 
 
 def test_existing_dst_and_same_file_are_refused(h264_aac, tmp_path, identity):
     dst = tmp_path / "out.mp4"
     dst.write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputExistsError, match="already exists"):
         deband_video(h264_aac, dst, identity, VideoOptions(**FAST), progress=False)
     assert dst.read_bytes() == b"precious"
-    with pytest.raises(ValueError, match="is the input"):
+    with pytest.raises(SameFileError, match="would replace the input"):
         deband_video(h264_aac, h264_aac, identity, VideoOptions(overwrite=True), progress=False)
     deband_video(h264_aac, dst, identity, VideoOptions(overwrite=True, **FAST), progress=False)
     assert len(video_pts(dst)) == 12
@@ -502,33 +428,56 @@ def test_failure_midway_leaves_nothing(h264_aac, tmp_path, error):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_killed_process_leaves_no_output(h264_aac, tmp_path):
-    dst = tmp_path / "out.mkv"
-    script = textwrap.dedent(f"""
-        import time
-        from deband.video import VideoOptions, deband_video
+STALL = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from deband.outputs import terminate_as_interrupt
+    from deband.video import VideoOptions, deband_video
 
-        class Slow:  # stand-in restorer: identity, 0.5 s per frame
-            def restore_batch(self, rgb):
-                time.sleep(0.5 * rgb.shape[0])
-                return rgb
+    src, dst, ready = sys.argv[1:]
 
-        deband_video({str(h264_aac)!r}, {str(dst)!r}, Slow(),
-                     VideoOptions(batch=1, preset="ultrafast"), progress=False)
-    """)
+    class Stall:  # stand-in restorer: identity for 3 frames, then says so and waits to be killed
+        seen = 0
+
+        def restore_batch(self, rgb):
+            self.seen += rgb.shape[0]
+            if self.seen > 3:
+                Path(ready).touch()
+                while True:
+                    time.sleep(0.05)
+            return rgb
+
+    with terminate_as_interrupt():  # as the deband command does
+        deband_video(src, dst, Stall(), VideoOptions(batch=1, preset="ultrafast"), progress=False)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_process_leaves_no_output(h264_aac, tmp_path, sig):
+    out, ready = tmp_path / "out", tmp_path / "ready"
+    out.mkdir()
+    dst = out / "out.mkv"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    cmd = [sys.executable, "-c", STALL, str(h264_aac), str(dst), str(ready)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".out.partial-*.mkv")) and time.monotonic() < deadline:
-            assert proc.poll() is None, "the script ended early"
-            time.sleep(0.1)
-        time.sleep(1.0)  # some frames into the partial file
+        deadline = time.monotonic() + 120
+        while not ready.exists():  # 3 frames went through; the restorer now waits
+            assert proc.poll() is None, f"the script ended early: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the restorer never got a 4th frame"
+            time.sleep(0.02)
+        partial = list(out.glob(".out.partial-*.mkv"))
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-    assert list(tmp_path.glob(".out.partial-*.mkv")), "the partial file never appeared"
-    assert not dst.exists()
+    assert partial and not dst.exists()
+    if sig == signal.SIGKILL:  # no chance to clean up: only the hidden partial file is left
+        assert list(out.iterdir()) == partial
+    else:  # SIGTERM becomes KeyboardInterrupt: the partial file is removed
+        assert proc.returncode != 0 and list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,8 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from deband.video import VideoError, VideoOptions, deband_video
+    from deband.outputs import terminate_as_interrupt
+    from deband.video import VideoOptions, check_paths, deband_video
 
     try:
         opts = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, bit_depth=args.bit_depth,
@@ -204,21 +205,10 @@ def cmd_video(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite, seed=args.seed)
     except ValueError as e:
         raise DebandError(f"deband video: {e}", USAGE) from None
-    if args.output.exists() and not args.overwrite:
-        raise DebandError(f"{args.output}: already exists (use --overwrite to replace it)", OUTPUT)
+    check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     debander = _debander(args)
-    try:
+    with terminate_as_interrupt():
         report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
-    except FileNotFoundError:
-        raise DebandError(f"{args.input}: no such file", UNREADABLE) from None
-    except FileExistsError:
-        raise DebandError(f"{args.output}: already exists (use --overwrite to replace it)", OUTPUT) from None
-    except VideoError as e:  # its message starts with the input's name
-        raise DebandError(str(e), e.code) from None
-    except ValueError as e:
-        raise DebandError(f"{args.output}: {e}", OUTPUT) from None
-    except OSError as e:  # writing failed (disk full, no permission): name dst, not its temp file
-        raise DebandError(f"{args.output}: write failed ({e.strerror or e})", OUTPUT) from None
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)

@@ -196,3 +196,20 @@ def luma_codes(rgb: np.ndarray, bits: int = 10, matrix: str = "bt709") -> np.nda
     lv = levels(bits, full=False)
     y = np.clip(luma(rgb.astype(np.float64), matrix, axis=-1), 0, 1)
     return np.rint(y * lv.y_scale + lv.y_offset).astype(np.uint16)
+
+
+def ycbcr_codes(values: Array, bits: int, full: bool, chroma: bool = False, dither: Array | None = None) -> np.ndarray:
+    """Normalised Y' (on [0, 1]) or, with `chroma`, Cb/Cr (on [-0.5, 0.5]) -> integer codes.
+
+    values: numpy or CPU torch, any shape, float32. The `levels` of bits/full map values to
+    code scale; `dither` (LSB, broadcast against values, e.g. a `tpdf_pattern`) is added, then
+    codes are rounded half to even and clipped to [0, 2**bits - 1].
+    Returns numpy uint8 (bits <= 8) or uint16, the shape of values.
+    """
+    lv = levels(bits, full)
+    offset, scale = (lv.c_offset, lv.c_scale) if chroma else (lv.y_offset, lv.y_scale)
+    v = np.asarray(values) * scale + offset
+    if dither is not None:
+        v = v + np.asarray(dither)
+    codes = np.clip(np.rint(v), 0, 2**bits - 1)
+    return codes.astype(np.uint8 if bits <= 8 else np.uint16)

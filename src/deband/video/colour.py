@@ -1,0 +1,197 @@
+"""Video frames <-> normalised Y'CbCr planes <-> R'G'B', with the stream's own matrix and range.
+
+Each frame's Y'CbCr planes are read as numbers (no swscale) and converted with the stream's
+matrix and range (BT.709 for HD and BT.601 for SD when untagged; limited unless tagged full
+or yuvj*). PyAV's own `to_ndarray("rgb48le")` is not used: it ignores the range tag and
+falls back to BT.601 for untagged HD. Levels, matrices, rounding and dither come from
+`deband.pixels`.
+
+Planes are lists [y (n, h, w) on [0, 1], cb, cr (n, hc, wc) on [-0.5, 0.5]], float32;
+the chroma grid (hc, wc) is the frame's own (4:2:0, 4:2:2 or 4:4:4, odd sizes rounded up).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deband import pixels
+
+log = logging.getLogger(__name__)
+
+NATIVE = re.compile(r"^yuvj?(420|422|444)p(?:(9|10|12|14|16)le)?$")  # group 1: family, 2: bits
+_COLORSPACE = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020"}  # AVColorSpace -> matrix
+_TAG_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # matrix -> AVColorSpace written out
+_DIVIDER = 2  # width in pixels of the line between "before" and "after" in split mode
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a stream's codes map to R'G'B', and the tags to write out."""
+
+    matrix: str  # "bt709" | "bt601" | "bt2020"
+    full_range: bool
+    primaries: int  # AVColorPrimaries, copied
+    trc: int  # AVColorTransferCharacteristic, copied
+    colorspace: int  # AVColorSpace written out (the assumed one when untagged)
+
+    @property
+    def color_range(self) -> int:
+        return 2 if self.full_range else 1  # AVCOL_RANGE_JPEG / AVCOL_RANGE_MPEG
+
+    def tag(self, target: av.VideoFrame | av.video.stream.VideoStream) -> None:
+        """Write primaries, transfer, matrix and range onto an output frame or stream."""
+        target.color_primaries, target.color_trc = self.primaries, self.trc
+        target.colorspace, target.color_range = self.colorspace, self.color_range
+
+
+def colour_of(frame: av.VideoFrame) -> Colour:
+    """Matrix and range from the frame's tags; untagged: BT.709 for HD, BT.601 for SD."""
+    matrix = _COLORSPACE.get(frame.colorspace)
+    if matrix is None:
+        if frame.colorspace not in (0, 2):  # 0 RGB (converted before), 2 unspecified
+            log.warning("colour matrix %d not supported; guessing from size", frame.colorspace)
+        matrix = "bt709" if frame.height > 576 or frame.width > 1024 else "bt601"
+    full = frame.color_range == 2 or (frame.color_range == 0 and "yuvj" in frame.format.name)
+    return Colour(matrix, full, frame.color_primaries, frame.color_trc, _TAG_OF_MATRIX[matrix])
+
+
+def native(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame in a planar yuv(j)4xxp[NN]le format (converted with swscale otherwise)."""
+    fmt = frame.format
+    if NATIVE.match(fmt.name):
+        return frame
+    if fmt.is_rgb:  # R'G'B' sources become full-range BT.709 4:4:4 at 16 bits
+        out = frame.reformat(
+            format="yuv444p16le",
+            src_colorspace="ITU709",
+            dst_colorspace="ITU709",
+            src_color_range="JPEG",
+            dst_color_range="JPEG",
+        )
+        out.colorspace, out.color_range = 1, 2
+        return out
+    bits = max(c.bits for c in fmt.components)
+    depth = "" if bits <= 8 else "10le" if bits <= 10 else "12le" if bits <= 12 else "16le"
+    chroma = [c for c in fmt.components if c.is_chroma]
+    sub_x = frame.width // max(chroma[0].width, 1) if chroma else 1
+    sub_y = frame.height // max(chroma[0].height, 1) if chroma else 1
+    family = "420" if (sub_x, sub_y) == (2, 2) else "422" if sub_x == 2 else "444"
+    return frame.reformat(format=f"yuv{family}p{depth}")
+
+
+def family_of(frame: av.VideoFrame) -> str:
+    """"420" | "422" | "444" of a native frame."""
+    return NATIVE.match(frame.format.name).group(1)
+
+
+def frame_to_planes(frame: av.VideoFrame, colour: Colour) -> list[torch.Tensor]:
+    """Normalised Y'CbCr planes of a native frame: [y (h, w) on [0, 1], cb, cr (hc, wc) on
+    [-0.5, 0.5]], float32, exact (no resampling)."""
+    depth = NATIVE.match(frame.format.name).group(2)
+    bits = int(depth) if depth else 8
+    lv = pixels.levels(bits, colour.full_range)
+    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
+    planes = []
+    for i, plane in enumerate(frame.planes[:3]):
+        rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
+        v = torch.from_numpy(rows.astype(np.float32))
+        planes.append((v - lv.y_offset) / lv.y_scale if i == 0 else (v - lv.c_offset) / lv.c_scale)
+    return planes
+
+
+def upsample(c: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Chroma (n, hc, wc) -> (n, h, w), bilinear with centred siting."""
+    if c.shape[-2:] == (h, w):
+        return c
+    sy, sx = -(-h // c.shape[-2]), -(-w // c.shape[-1])  # 2 or 1 (ceil for odd sizes)
+    up = F.interpolate(c[:, None], scale_factor=(sy, sx), mode="bilinear", align_corners=False)
+    return up[:, 0, :h, :w]
+
+
+def downsample(c: torch.Tensor, hc: int, wc: int) -> torch.Tensor:
+    """Full-resolution chroma (n, h, w) -> (n, hc, wc) by box averaging (edge-padded)."""
+    h, w = c.shape[-2:]
+    if (h, w) == (hc, wc):
+        return c
+    sy, sx = -(-h // hc), -(-w // wc)
+    padded = F.pad(c[:, None], (0, wc * sx - w, 0, hc * sy - h), mode="replicate")
+    return F.avg_pool2d(padded, (sy, sx))[:, 0]
+
+
+def planes_to_rgb(planes: list[torch.Tensor], matrix: str) -> torch.Tensor:
+    """[y (n, h, w), cb, cr (n, hc, wc)] -> R'G'B' (n, 3, h, w) float32, clamped to [0, 1]."""
+    y, cb, cr = planes
+    h, w = y.shape[-2:]
+    ycc = torch.stack([y, upsample(cb, h, w), upsample(cr, h, w)], dim=1)  # (n, 3, h, w)
+    return pixels.ycbcr_to_rgb(ycc, matrix).clamp_(0, 1)
+
+
+def add_rgb_delta(planes: list[torch.Tensor], delta: torch.Tensor, matrix: str) -> list[torch.Tensor]:
+    """Planes [y (n, h, w), cb, cr (n, hc, wc)] plus an R'G'B' change delta (n, 3, h, w),
+    taken to Y'CbCr (linear) and box-averaged onto the chroma grid. Zero delta is exact."""
+    dy, dcb, dcr = pixels.rgb_to_ycbcr(delta, matrix).unbind(1)  # (n, h, w) each
+    y, cb, cr = planes
+    hc, wc = cb.shape[-2:]
+    return [y + dy, cb + downsample(dcb, hc, wc), cr + downsample(dcr, hc, wc)]
+
+
+def compose(
+    planes: list[torch.Tensor], x: torch.Tensor, restored: torch.Tensor, mode: str | None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Base planes and R'G'B' delta of the output frame for a compare mode.
+
+    planes: input Y'CbCr on the output chroma grid; x, restored: (n, 3, h, w) on [0, 1].
+    None: restored. "split": input left, restored right, a white divider line.
+    "side-by-side": input | restored, twice the width.
+    """
+    if mode is None:
+        return planes, restored - x
+    if mode == "split":
+        w = x.shape[-1]
+        target = x.clone()
+        target[..., w // 2 :] = restored[..., w // 2 :]
+        lo = max(w // 2 - _DIVIDER // 2, 0)
+        target[..., lo : lo + _DIVIDER] = 1.0
+        return planes, target - x
+    if mode == "side-by-side":
+        doubled = [torch.cat([p, p], dim=-1) for p in planes]
+        return doubled, torch.cat([torch.zeros_like(x), restored - x], dim=-1)
+    raise ValueError(f"unknown compare mode {mode!r}")
+
+
+def dither_patterns(planes: list[torch.Tensor], seed: int) -> list[np.ndarray]:
+    """One static TPDF pattern (h', w') in LSB per plane (n, h', w'), the same every frame;
+    the planes take consecutive parts of one seeded pattern, so they are independent."""
+    shapes = [tuple(p.shape[-2:]) for p in planes]
+    sizes = [h * w for h, w in shapes]
+    flat = pixels.tpdf_pattern((sum(sizes),), seed)
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes)]
+
+
+def planes_to_codes(
+    planes: list[torch.Tensor], bits: int, full: bool, dither: list[np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """Normalised planes (n, h', w') -> integer codes, uint8 or uint16, clipped to the code
+    range; `dither` (one (h', w') pattern per plane, in LSB) is added before rounding."""
+    return [
+        pixels.ycbcr_codes(p, bits, full, chroma=i > 0, dither=None if dither is None else dither[i])
+        for i, p in enumerate(planes)
+    ]
+
+
+def codes_to_frame(codes: list[np.ndarray], pix_fmt: str, width: int, height: int) -> av.VideoFrame:
+    """Integer planes (y (h, w), cb, cr (hc, wc)) -> a VideoFrame of `pix_fmt`."""
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane, arr in zip(frame.planes, codes):
+        buf = np.zeros((plane.height, plane.line_size // arr.itemsize), arr.dtype)
+        buf[:, : plane.width] = arr
+        plane.update(buf)
+    return frame

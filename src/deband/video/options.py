@@ -1,0 +1,78 @@
+"""What a video run is asked to do (`VideoOptions`), what it did (`VideoReport`), and the
+one method it needs from a model (`Restorer`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+CODECS = ("libx265", "libx264", "ffv1")
+COMPARE_MODES = (None, "split", "side-by-side")
+
+
+class Restorer(Protocol):
+    """Anything with `restore_batch`; `deband.restore.Debander` is one."""
+
+    def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32, CPU. Returns the same."""
+        ...
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    codec: str = "libx265"  # "libx265" | "libx264" (High 10 at 10 bits) | "ffv1" (lossless)
+    crf: int = 18  # constant rate factor, 0-51 (ignored by ffv1)
+    preset: str = "medium"  # x264/x265 speed preset (ignored by ffv1)
+    bit_depth: int = 10  # 10, or 8 with a static TPDF +-1 LSB dither
+    start: float | None = None  # seconds into the input where the piece starts
+    duration: float | None = None  # seconds of input to process
+    compare: str | None = None  # None | "split" (left before, right after) | "side-by-side"
+    batch: int = 4  # frames per restore_batch call
+    overwrite: bool = False  # replace an existing dst
+    seed: int = 0  # seed of the dither pattern (the same for every frame)
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+        if self.bit_depth not in (8, 10):
+            raise ValueError(f"bit_depth must be 8 or 10, got {self.bit_depth}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in [0, 51], got {self.crf}")
+        if self.compare not in COMPARE_MODES:
+            raise ValueError(f"compare must be one of {COMPARE_MODES}, got {self.compare!r}")
+        if self.batch < 1:
+            raise ValueError("batch must be at least 1")
+        if self.start is not None and self.start < 0:
+            raise ValueError("start must be >= 0 seconds")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("duration must be > 0 seconds")
+
+
+@dataclass
+class VideoReport:
+    frames_in: int = 0  # frames decoded inside the selected range
+    frames_out: int = 0  # frames encoded
+    skipped_packets: int = 0  # corrupt video packets that were skipped
+    decode_s: float = 0.0  # demux + decode + Y'CbCr -> RGB
+    model_s: float = 0.0  # restore_batch
+    encode_s: float = 0.0  # RGB -> Y'CbCr + encode + mux (copied packets included)
+    total_s: float = 0.0  # wall clock of the whole call
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second."""
+        return self.frames_out / self.total_s if self.total_s > 0 else 0.0
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Add the wall time spent inside to `phase`: "decode_s", "model_s" or "encode_s"."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, phase, getattr(self, phase) + time.perf_counter() - t0)

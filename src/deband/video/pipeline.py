@@ -1,0 +1,309 @@
+"""decode -> batch -> restore -> encode, with every other stream remuxed alongside.
+
+The input is demuxed once. Video packets are decoded, frames inside the selected range are
+queued, and each full batch goes through the restorer and on to the encoder; copied packets
+are shifted by the range start and muxed as they come. The output is written to a temporary
+file beside dst (see `deband.outputs.atomic_output`) and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deband.errors import OUTPUT, UNREADABLE, InputError, OutputError
+from deband.outputs import atomic_output, check_output
+from deband.video.colour import (
+    add_rgb_delta,
+    codes_to_frame,
+    compose,
+    dither_patterns,
+    frame_to_planes,
+    native,
+    planes_to_codes,
+    planes_to_rgb,
+    upsample,
+)
+from deband.video.options import Restorer, VideoOptions, VideoReport
+from deband.video.streams import Probe, Streams, open_streams, probe, repair_dts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """Decoded frames waiting for the restorer."""
+
+    size: int  # frames per restore_batch call
+    frames: list[av.VideoFrame] = field(default_factory=list)
+
+    def add(self, frame: av.VideoFrame) -> bool:
+        """Queue a frame; True when the batch is full."""
+        self.frames.append(frame)
+        return len(self.frames) >= self.size
+
+    def take(self) -> list[av.VideoFrame]:
+        frames, self.frames = self.frames, []
+        return frames
+
+
+class FrameClock:
+    """Times of decoded frames; a stream without timestamps (raw .h264/.hevc) is numbered
+    at its frame rate, and once a stream has shown timestamps, a frame without one is dropped."""
+
+    def __init__(self, video: av.video.stream.VideoStream):
+        self.video = video
+        self.timed = False  # a frame with a timestamp was seen
+        self.untimed = 0  # frames numbered here
+
+    def time(self, frame: av.VideoFrame) -> Fraction | None:
+        """The frame's time in seconds (its pts set when numbered), or None: drop it."""
+        if frame.pts is None and not self.timed:
+            rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
+            frame.pts = self.untimed * max(1, round(1 / (rate * self.video.time_base)))
+            self.untimed += 1
+        elif frame.pts is None:
+            log.warning("dropping a video frame without a timestamp")
+            return None
+        else:
+            self.timed = True
+        return frame.pts * self.video.time_base
+
+
+class FrameWriter:
+    """Restored batches -> output frames: compose, back to Y'CbCr codes, encode and mux.
+    Frames keep their pts (less the range start) and duration."""
+
+    def __init__(self, streams: Streams, probe: Probe, options: VideoOptions):
+        self.out, self.vout, self.colour, self.options = streams.out, streams.vout, probe.colour, options
+        self.shift = streams.span.shift(streams.video.time_base)
+        self.dither: list[np.ndarray] | None = None  # 8-bit output: one static pattern per plane
+        self.written = 0
+
+    def write(
+        self, frames: list[av.VideoFrame], planes: list[torch.Tensor], x: torch.Tensor, restored: torch.Tensor
+    ) -> None:
+        """planes: the input Y'CbCr on the output chroma grid; x, restored: (n, 3, h, w) on [0, 1]."""
+        o, c = self.options, self.colour
+        base, delta = compose(planes, x, restored, o.compare)
+        out_planes = add_rgb_delta(base, delta, c.matrix)
+        if o.bit_depth == 8 and self.dither is None:
+            self.dither = dither_patterns(out_planes, o.seed)
+        codes = planes_to_codes(out_planes, o.bit_depth, c.full_range, self.dither)
+        vout = self.vout
+        for i, src in enumerate(frames):
+            frame = codes_to_frame([q[i] for q in codes], vout.pix_fmt, vout.width, vout.height)
+            frame.pts, frame.time_base, frame.duration = src.pts - self.shift, src.time_base, src.duration
+            c.tag(frame)
+            for packet in vout.encode(frame):
+                self.out.mux(packet)
+            self.written += 1
+
+    def flush(self) -> None:
+        """Drain the encoder (repairing its timestamps when the whole clip comes out here)."""
+        tail = self.vout.encode(None)
+        if self.written == len(tail):
+            repair_dts(tail)
+        for packet in tail:
+            self.out.mux(packet)
+
+
+class VideoPath:
+    """Video packets -> frames in range -> batches -> restorer -> writer."""
+
+    def __init__(
+        self, streams: Streams, restorer: Restorer, probe: Probe, options: VideoOptions, report: VideoReport, bar: tqdm
+    ):
+        self.name, self.span, self.probe, self.restorer = streams.inp.name, streams.span, probe, restorer
+        self.clock = FrameClock(streams.video)
+        self.batch = Batch(options.batch)
+        self.writer = FrameWriter(streams, probe, options)
+        self.report, self.bar = report, bar
+
+    def feed(self, packet: av.Packet) -> bool:
+        """Decode one packet (skipping it if corrupt) and queue its frames in range; full
+        batches are restored and written. True once a frame lies past the range end."""
+        try:
+            with self.report.timing("decode_s"):
+                frames = packet.decode()
+        except av.FFmpegError as e:
+            self.report.skipped_packets += 1
+            log.warning("skipping corrupt video packet at pts %s: %s", packet.pts, e)
+            return False
+        past = False
+        for frame in frames:
+            t = self.clock.time(frame)
+            if t is None:
+                continue
+            if self.span.past(t):
+                past = True
+            elif self.span.contains(t):
+                self.report.frames_in += 1
+                if self.batch.add(frame):
+                    self._process()
+        return past
+
+    def finish(self) -> None:
+        """Restore what is queued and drain the encoder."""
+        self._process()
+        with self.report.timing("encode_s"):
+            self.writer.flush()
+        self.report.frames_out = self.writer.written
+        if self.writer.written == 0:
+            raise InputError(f"{self.name}: no video frames in the selected range", UNREADABLE)
+
+    def _process(self) -> None:
+        frames = self.batch.take()
+        if not frames:
+            return
+        with self.report.timing("decode_s"):
+            planes, x = self._to_rgb(frames)
+        with self.report.timing("model_s"):
+            restored = self.restorer.restore_batch(x).float().cpu()
+        if restored.shape != x.shape:
+            raise ValueError(f"restore_batch returned {tuple(restored.shape)}, expected {tuple(x.shape)}")
+        with self.report.timing("encode_s"):
+            self.writer.write(frames, planes, x, restored)
+        self.report.frames_out = self.writer.written
+        self.bar.update(len(frames))
+
+    def _to_rgb(self, frames: list[av.VideoFrame]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Frames -> (Y'CbCr planes on the output chroma grid, R'G'B' (n, 3, h, w) on [0, 1])."""
+        p = self.probe
+        per_frame = []
+        for f in frames:
+            f = native(f)
+            if (f.width, f.height) != (p.width, p.height):
+                raise InputError(f"{self.name}: frame size changed mid-stream to {f.width}x{f.height}", UNREADABLE)
+            per_frame.append(frame_to_planes(f, p.colour))
+        planes = [torch.stack(ps) for ps in zip(*per_frame)]  # [y (n, h, w), cb, cr (n, hc, wc)]
+        x = planes_to_rgb(planes, p.colour.matrix)  # (n, 3, h, w)
+        if p.out_family != p.family:  # 4:4:4 fallback: base chroma on the full grid
+            planes = [planes[0]] + [upsample(c, p.height, p.width) for c in planes[1:]]
+        return planes, x
+
+
+def _copy_packet(streams: Streams, packet: av.Packet) -> bool:
+    """Remux one packet of a copied stream, untouched but for the range shift.
+    True when it lies past the range end (it is then dropped)."""
+    if packet.dts is None:  # the empty flush packet demux yields at the end
+        return False
+    tb = packet.time_base
+    t = (packet.pts if packet.pts is not None else packet.dts) * tb
+    if streams.span.past(t):
+        return True
+    if not streams.span.contains(t):
+        return False
+    shift = streams.span.shift(tb)
+    if shift:
+        packet.dts -= shift
+        if packet.pts is not None:
+            packet.pts -= shift
+    packet.stream = streams.copies[packet.stream.index]
+    streams.out.mux(packet)
+    return False
+
+
+def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
+    """Demux everything once: video through `video`, the rest remuxed. Stops when the video
+    and every audio stream are past the range end (sparse streams are not awaited)."""
+    s = streams
+    if s.span.lo is not None and s.span.lo > 0:
+        s.inp.seek(int(s.span.lo / s.video.time_base), stream=s.video, backward=True)
+    awaited = {s.video.index} | {i for i, o in s.copies.items() if o.type == "audio"}
+    packets = s.inp.demux([s.video] + [s.inp.streams[i] for i in s.copies])
+    while awaited:
+        with report.timing("decode_s"):
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as e:
+                raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})", UNREADABLE) from e
+        if packet is None:
+            break
+        if packet.stream.index == s.video.index:
+            past = video.feed(packet)
+        else:
+            with report.timing("encode_s"):
+                past = _copy_packet(s, packet)
+        if past:
+            awaited.discard(packet.stream.index)
+    video.finish()
+
+
+def _write(
+    src: Path, tmp: Path, dst: Path, restorer: Restorer, options: VideoOptions, info: Probe, progress: bool
+) -> VideoReport:
+    """Open both containers, set up streams and run everything into `tmp`."""
+    t0 = time.perf_counter()
+    report = VideoReport()
+    with open_streams(src, tmp, dst, info, options) as streams:
+        total = streams.span.expected_frames(streams.inp, streams.video)
+        with tqdm(total=total, unit="frame", disable=not progress, desc=src.name) as bar:
+            _run(streams, VideoPath(streams, restorer, info, options, report, bar), report)
+    report.total_s = time.perf_counter() - t0
+    return report
+
+
+@contextmanager
+def _output_code() -> Iterator[None]:
+    """TRANSITIONAL: give `deband.outputs` errors the exit code today's CLI reads from them."""
+    try:
+        yield
+    except OutputError as e:
+        e.code = OUTPUT if e.code is None else e.code
+        raise
+
+
+def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """Refuse, before any work, a missing input and an output that is the input, exists
+    (unless `overwrite`), has no folder or no container extension. Returns both as Paths."""
+    src = Path(src)
+    if not src.is_file():
+        raise InputError(f"{src}: no such file", UNREADABLE)  # TRANSITIONAL: code
+    with _output_code():
+        dst = check_output(dst, overwrite, sources=[src])
+    if not dst.suffix:
+        raise OutputError(f"{dst}: give the output a container extension such as .mkv or .mp4", OUTPUT)
+    return src, dst
+
+
+def deband_video(
+    src: str | Path, dst: str | Path, debander: Restorer, options: VideoOptions | None = None, progress: bool = True
+) -> VideoReport:
+    """Deband the first video stream of `src` into `dst`; every other stream is copied.
+
+    debander: any object with `restore_batch(rgb (n, 3, h, w) float32 [0, 1]) -> same`.
+    Writes `dst` atomically (temp file beside it, renamed when complete; removed on any
+    error or KeyboardInterrupt). Raises InputError (missing, unreadable, no frames),
+    UnsupportedError (no video stream), OutputError (dst exists: OutputExistsError, dst is
+    src: SameFileError, no such folder, a container that cannot be written or cannot hold a
+    stream, writing failed).
+    """
+    options = options or VideoOptions()
+    src, dst = check_paths(src, dst, options.overwrite)
+    info = probe(src)
+    try:
+        with _output_code(), atomic_output(dst, options.overwrite, sources=[src]) as tmp:
+            report = _write(src, tmp, dst, debander, options, info, progress)
+    except OSError as e:  # disk full, no permission: name dst, not its temporary file
+        raise OutputError(f"{dst}: write failed ({e.strerror or e})", OUTPUT) from e
+    log.info(
+        "%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
+        dst.name,
+        report.frames_out,
+        report.fps,
+        report.decode_s,
+        report.model_s,
+        report.encode_s,
+    )
+    return report
