@@ -1,4 +1,9 @@
-"""The `deband` command: parse, validate, call the library. Errors are one line and an exit code."""
+"""The `deband` command: parse, validate, call the library. Errors are one line and an exit code.
+
+Library modules raise the typed errors of `deband.errors`; this module alone turns them into
+exit codes (`EXIT_CODES`) and adds hints about its options (`describe`). Heavy modules (torch,
+PyAV, OpenCV, training) are imported inside the commands, so `build_parser` stays light.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,20 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError
+from deband.errors import (
+    OUTPUT,
+    UNREADABLE,
+    USAGE,
+    BitDepthError,
+    DebandError,
+    InputError,
+    OutputError,
+    OutputExistsError,
+    ResourceError,
+    TooManyPixelsError,
+    UnsupportedError,
+)
+from deband.outputs import terminate_as_interrupt
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -36,12 +54,64 @@ EPILOG_TRAIN = """examples:
 """
 
 
+class UsageError(DebandError):
+    """A bad command line or option value."""
+
+
+# Exit codes as documented in README; the first entry whose type matches wins.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UsageError, 2),
+    (InputError, 3),
+    (UnsupportedError, 4),
+    (OutputError, 5),
+    (OSError, 5),  # writing failed (disk full, no permission)
+    (ResourceError, 6),
+    (MemoryError, 6),
+    (KeyboardInterrupt, 130),  # Ctrl-C or SIGTERM
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error, from EXIT_CODES."""
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return getattr(error, "code", None) or 1  # DebandError(message, code) from older modules
+
+
+def describe(error: DebandError) -> str:
+    """The error's message plus a hint naming the option that gets around it, if one does."""
+    if isinstance(error, OutputExistsError):
+        return f"{error} (use --overwrite to replace it)"
+    if isinstance(error, TooManyPixelsError):
+        return f"{error} (raise it with --max-pixels)"
+    if isinstance(error, BitDepthError):
+        return f"{error} or --bit-depth 8"
+    if isinstance(error, ResourceError):  # out of memory
+        return f"{error} (try a smaller --tile)"
+    return str(error)
+
+
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code USAGE
-        raise DebandError(f"{self.prog}: {message}", USAGE)
+    """Usage errors as UsageError (one line); arguments may be added on first use (`defer`)."""
+
+    _deferred = None
+
+    def defer(self, add_arguments) -> None:
+        """Call add_arguments(self) only when this parser is used, keeping its imports out of build_parser."""
+        self._deferred = add_arguments
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._deferred is not None:
+            add_arguments, self._deferred = self._deferred, None
+            add_arguments(self)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _int_range(lo: int, hi: int):
@@ -128,26 +198,35 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--max-log-contrast", type=_int_range(1, 5), default=4,
                      help="2 sees fine steps only (libvmaf default); 4 also sees 6-7-bit steps (default 4)")
     ins.add_argument("--overwrite", action="store_true")
-    from deband.train import add_arguments as add_train_arguments
-
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_train_arguments(tr)
+    tr.defer(_add_train_arguments)
     return p
 
 
-def _debander(args: argparse.Namespace):
-    from deband.checkpoint import WeightsError
-    from deband.restore import Debander
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from deband.train import add_arguments
+
+    add_arguments(p)
+
+
+def _check_device(device: str) -> None:
+    from deband.restore import resolve_device
 
     try:
-        return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
-                             tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
-                             bars=not args.restore_bars)
-    except WeightsError as e:
-        raise DebandError(str(e), UNREADABLE) from None
-    except RuntimeError as e:
-        raise DebandError(str(e), USAGE) from None
+        resolve_device(device)
+    except ResourceError:  # the only one it raises: no CUDA GPU
+        raise UsageError(f"--device {device} was asked for, but no CUDA GPU is available") from None
+
+
+def _debander(args: argparse.Namespace):
+    """The restorer the options ask for; a bad weights file raises InputError."""
+    from deband.restore import Debander
+
+    _check_device(args.device)
+    return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
+                         tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
+                         bars=not args.restore_bars)
 
 
 def cmd_image(args: argparse.Namespace) -> int:
@@ -156,7 +235,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
     inputs = list_inputs(args.inputs)
     if not inputs:
-        raise DebandError("no images found in the given folders", UNREADABLE)
+        raise InputError("no images found in the given folders")
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     report = run_batch(inputs, args.output, _debander(args), opts, progress=sys.stderr.isatty())
@@ -164,10 +243,10 @@ def cmd_image(args: argparse.Namespace) -> int:
         print(path)
     if report.failed:
         for _, err in report.failed:
-            print(f"deband: error: {err}", file=sys.stderr)
+            print(f"deband: error: {describe(err)}", file=sys.stderr)
         if len(inputs) > 1:
             print(f"deband: {len(report.failed)} of {len(inputs)} images failed", file=sys.stderr)
-        return max(err.code for _, err in report.failed)
+        return max(exit_code(err) for _, err in report.failed)
     return 0
 
 
@@ -207,7 +286,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
     except ValueError:
-        raise DebandError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}", USAGE) from None
+        raise UsageError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}") from None
+    _check_device(args.device)
     results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
                        reference=args.reference, device=args.device)
     for name, rows in results.items():
@@ -244,6 +324,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; returns its exit code."""
+    if args.command == "image":
+        return cmd_image(args)
+    if args.command == "video":
+        return cmd_video(args)
+    if args.command == "eval":
+        return cmd_eval(args)
+    if args.command == "inspect":
+        return cmd_inspect(args)
+    if args.command == "train":
+        return cmd_train(args)
+    raise UsageError(f"unknown command {args.command}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a crash
@@ -251,34 +346,24 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args = build_parser().parse_args(argv)
-        if args.command == "image":
-            return cmd_image(args)
-        if args.command == "video":
-            return cmd_video(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "train":
-            return cmd_train(args)
-        raise DebandError(f"unknown command {args.command}", USAGE)
+        with terminate_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+            return run_command(build_parser().parse_args(argv))
     except DebandError as e:
         if debug:
             raise
-        print(f"deband: error: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
+        print(f"deband: error: {describe(e)}", file=sys.stderr)
+        return exit_code(e)
+    except KeyboardInterrupt as e:
         print("deband: interrupted; no partial output was left", file=sys.stderr)
-        return 130
-    except MemoryError:
+        return exit_code(e)
+    except MemoryError as e:
         print("deband: error: out of memory (try a smaller --tile)", file=sys.stderr)
-        return RESOURCES
+        return exit_code(e)
     except OSError as e:
         if debug:
             raise
         print(f"deband: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return OUTPUT
+        return exit_code(e)
 
 
 if __name__ == "__main__":

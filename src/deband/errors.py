@@ -36,6 +36,10 @@ class OutputExistsError(OutputError):
     """The output exists and replacing it was not asked for."""
 
 
+class BitDepthError(OutputError):
+    """The output's format cannot hold the pixels' bit depth (16 bits into JPEG)."""
+
+
 class SameFileError(OutputError):
     """The output is one of the inputs."""
 
