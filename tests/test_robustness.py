@@ -170,3 +170,12 @@ def test_ctrl_c_keeps_the_previous_output(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()[-1:]) == 1
     assert sorted(p.name for p in out.iterdir()) == ["b.png"]  # no temporary file left
     assert np.array_equal(read_image(out / "b.png").pixels, previous)
+
+
+def test_pixel_limit_message_names_the_option(tmp_path, tiny_weights):
+    (tmp_path / "bomb.png").write_bytes(_bomb())
+    r = deband("image", tmp_path / "bomb.png", "-o", tmp_path / "x.png", "--weights", tiny_weights)
+    assert r.returncode == RESOURCES and r.stderr.strip() == (
+        f"deband: error: {tmp_path / 'bomb.png'}: 100000x100000 is 10,000,000,000 pixels, over the limit of "
+        "300,000,000 (raise it with --max-pixels)")
+    assert not (tmp_path / "x.png").exists()
