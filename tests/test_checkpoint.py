@@ -3,13 +3,13 @@ import torch
 
 from deband.checkpoint import (
     DEFAULT_WEIGHTS,
-    WeightsError,
     load_model,
     load_training_state,
     read_metadata,
     save_training_state,
     save_weights,
 )
+from deband.errors import InputError
 
 
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
@@ -34,7 +34,7 @@ def test_shipped_default_loads_offline():
 def test_corrupt_weights_raise_clear_error(tmp_path, content):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
-    with pytest.raises(WeightsError):
+    with pytest.raises(InputError):
         load_model(path)
 
 
@@ -42,7 +42,7 @@ def test_truncated_weights_raise_clear_error(tiny_weights, tmp_path):
     data = tiny_weights.read_bytes()
     path = tmp_path / "trunc.safetensors"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError):
+    with pytest.raises(InputError):
         load_model(path)
 
 
@@ -53,7 +53,7 @@ def test_wrong_architecture_raises(tiny_model, tmp_path):
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     state.pop(next(iter(state)))
     save_file(state, str(path), metadata=read_metadata_like(tiny_model))
-    with pytest.raises(WeightsError):
+    with pytest.raises(InputError):
         load_model(path)
 
 
@@ -66,7 +66,7 @@ def read_metadata_like(model):
 
 
 def test_missing_weights(tmp_path):
-    with pytest.raises(WeightsError):
+    with pytest.raises(InputError):
         load_model(tmp_path / "none.safetensors")
 
 
@@ -76,3 +76,24 @@ def test_training_state_round_trip(tmp_path, tiny_model):
     back = load_training_state(tmp_path / "s.pt")
     assert back["step"] == 3
     assert all(torch.equal(back["model"][k], v) for k, v in state["model"].items())
+
+
+def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model, monkeypatch):
+    import deband.checkpoint
+
+    save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 1})
+    save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 2})
+    save_training_state(tmp_path / "s.pt", {"step": 1})
+    save_training_state(tmp_path / "s.pt", {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "s.pt"]
+    assert read_metadata(tmp_path / "m.safetensors")["step"] == "2"
+
+    def interrupted(state, path, metadata=None):
+        open(path, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deband.checkpoint, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "s.pt"]
+    assert read_metadata(tmp_path / "m.safetensors")["step"] == "2"

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from deband.errors import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.io import read_image, write_image
 
 
@@ -104,3 +104,78 @@ def test_letterbox_bars_are_left_untouched_unless_asked(tmp_path, tiny_weights):
     bars = np.r_[0:12, 54:64]
     assert np.array_equal(kept[bars], np.full_like(kept[bars], 4 * 257))  # exactly the input, at 16 bits
     assert not np.array_equal(free[bars], kept[bars])
+
+
+def test_parser_imports_no_heavy_module():
+    code = ("import sys; from deband.cli import build_parser; build_parser(); "
+            "heavy = {'torch', 'av', 'cv2', 'deband.train'} & set(sys.modules); assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_train_options_are_there_when_asked_for():
+    r = deband("train", "--help")
+    assert r.returncode == 0 and "--resume" in r.stdout and "examples:" in r.stdout
+
+
+def test_exit_codes_and_hints_come_from_the_cli():
+    from deband import errors
+    from deband.cli import UsageError, describe, exit_code
+
+    cases = [
+        (UsageError("u"), 2, "u"),
+        (errors.InputError("a.png: no such file"), 3, "a.png: no such file"),
+        (errors.UnsupportedError("u"), 4, "u"),
+        (errors.OutputExistsError("o.png: already exists"), 5, "o.png: already exists (use --overwrite to replace it)"),
+        (errors.SameFileError("s"), 5, "s"),
+        (errors.BitDepthError("o.jpg: JPEG holds 8 bits only; use .png/.tif"), 5,
+         "o.jpg: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8"),
+        (errors.TooManyPixelsError("p"), 6, "p (raise it with --max-pixels)"),
+        (errors.ResourceError("a.png: out of memory"), 6, "a.png: out of memory (try a smaller --tile)"),
+        (errors.DebandError("older form", 4), 4, "older form"),
+    ]
+    for error, code, text in cases:
+        assert (exit_code(error), describe(error)) == (code, text)
+    assert exit_code(KeyboardInterrupt()) == 130 and exit_code(MemoryError()) == 6 and exit_code(OSError()) == 5
+
+
+def test_16bit_jpeg_names_the_option(tmp_path, banded, tiny_weights):
+    out = tmp_path / "o.jpg"
+    r = deband("image", banded, "-o", out, "--weights", tiny_weights, "--steps", "1")
+    assert r.returncode == OUTPUT and not out.exists()
+    assert r.stderr.strip() == f"deband: error: {out}: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8"
+
+
+def test_missing_cuda_is_a_usage_error(tmp_path, banded, tiny_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    r = deband("image", banded, "-o", tmp_path / "o.png", "--weights", tiny_weights, "--device", "cuda")
+    assert r.returncode == USAGE
+    assert r.stderr.strip() == "deband: error: --device cuda was asked for, but no CUDA GPU is available"
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_weights):
+    import signal
+    import time
+
+    write_image(tmp_path / "a.png", (np.random.default_rng(4).random((1024, 1024, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "deband.cli", "image", str(tmp_path / "a.png"), "-o", str(out / "b.png"),
+           "--weights", str(tiny_weights), "--steps", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not list(out.glob(".b.partial-*")):  # the output is being written: stop it now
+            assert proc.poll() is None, "finished before its output was being written"
+            assert time.monotonic() < deadline, "its output was never written"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130, err
+    assert err.strip() == "deband: interrupted; no partial output was left"
+    assert list(out.iterdir()) == []  # neither b.png nor its temporary file

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -5,8 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED, DebandError
-from deband.io import Picture, atomic_path, read_image, write_image
+from deband.errors import (
+    BitDepthError,
+    InputError,
+    OutputError,
+    OutputExistsError,
+    TooManyPixelsError,
+    UnsupportedError,
+)
+from deband.io import Picture, read_image, write_image
 from deband.pixels import to_codes
 
 
@@ -67,21 +76,20 @@ def test_cmyk_jpeg(tmp_path):
     assert read_image(tmp_path / "c.jpg").pixels.shape == (8, 8, 3)
 
 
-@pytest.mark.parametrize("content,code", [(b"", UNREADABLE), (b"hello, not an image", UNSUPPORTED)])
-def test_bad_files(tmp_path, content, code):
+@pytest.mark.parametrize("content,kind", [(b"", InputError), (b"hello, not an image", UnsupportedError)])
+def test_bad_files(tmp_path, content, kind):
     (tmp_path / "x.png").write_bytes(content)
-    with pytest.raises(DebandError) as e:
+    with pytest.raises(kind) as e:
         read_image(tmp_path / "x.png")
-    assert e.value.code == code
+    assert str(e.value).startswith(str(tmp_path / "x.png"))
 
 
 def test_truncated_png(tmp_path):
     write_image(tmp_path / "t.png", _rand((64, 64, 3), np.uint8))
     data = (tmp_path / "t.png").read_bytes()
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DebandError) as e:
+    with pytest.raises(InputError):
         read_image(tmp_path / "t.png")
-    assert e.value.code == UNREADABLE
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -92,21 +100,65 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     ihdr = (100_000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
     png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
     (tmp_path / "bomb.png").write_bytes(png + _chunk(b"IEND", b""))
-    with pytest.raises(DebandError) as e:
+    with pytest.raises(TooManyPixelsError) as e:
         read_image(tmp_path / "bomb.png")
-    assert e.value.code == RESOURCES and "--max-pixels" in str(e.value)
+    assert "10,000,000,000 pixels" in str(e.value) and "--" not in str(e.value)  # no option names
 
 
-def test_atomic_write_refuses_overwrite_and_cleans_up(tmp_path):
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp", ".tif"])
+def test_our_pixel_limit_decides_not_pillows(tmp_path, monkeypatch, suffix):
+    px = _rand((60, 50, 3), np.uint8)
+    Image.fromarray(px).save(tmp_path / f"a{suffix}")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow alone would refuse 3000 pixels
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / f"a{suffix}")
+    assert read_image(tmp_path / f"a{suffix}").pixels.shape == (60, 50, 3)
+    with pytest.raises(TooManyPixelsError):
+        read_image(tmp_path / f"a{suffix}", max_pixels=2999)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_import_leaves_pillows_guard_alone():
+    code = ("import PIL.Image as I; m = I.MAX_IMAGE_PIXELS; import deband, deband.io, deband.images; "
+            "assert I.MAX_IMAGE_PIXELS == m, I.MAX_IMAGE_PIXELS")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_write_refuses_overwrite_and_leaves_nothing(tmp_path):
     dst = tmp_path / "out.png"
     dst.write_bytes(b"precious")
-    with pytest.raises(DebandError) as e:
+    with pytest.raises(OutputExistsError) as e:
         write_image(dst, _rand((4, 4, 3), np.uint8))
-    assert e.value.code == OUTPUT and dst.read_bytes() == b"precious"
-    with pytest.raises(RuntimeError), atomic_path(tmp_path / "new.png") as tmp:
-        tmp.write_bytes(b"half")
-        raise RuntimeError("boom")
+    assert str(e.value) == f"{dst}: already exists" and dst.read_bytes() == b"precious"
+    with pytest.raises(BitDepthError) as e:
+        write_image(tmp_path / "deep.jpg", _rand((4, 4, 3), np.uint16))
+    assert "--" not in str(e.value)
+    with pytest.raises(OutputError):
+        write_image(tmp_path / "missing" / "x.png", _rand((4, 4, 3), np.uint8))
+    with pytest.raises(OutputError):
+        write_image(tmp_path / "x.gif", _rand((4, 4, 3), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_failed_encode_leaves_nothing(tmp_path, monkeypatch):
+    import deband.io
+
+    def fail(tmp, *args):
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(deband.io, "_encode", fail)
+    with pytest.raises(OutputError, match="No space left"):
+        write_image(tmp_path / "x.png", _rand((4, 4, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dithered_8bit_keeps_the_mean_of_a_gradient():
+    x = np.linspace(0.3, 0.31, 4000, dtype=np.float32)[None].repeat(50, 0)
+    q = to_codes(x, 8, dither=True).astype(np.float64) / 255
+    assert np.unique(q).size > 2
+    assert abs(q.mean(0)[:500].mean() - x[0, :500].mean()) < 2e-4
 
 
 def test_picture_rgb_from_gray16():

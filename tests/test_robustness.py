@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
+from deband.cli import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
 from deband.io import read_image, write_image
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deband"
@@ -177,3 +177,12 @@ def test_ctrl_c_keeps_the_previous_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert read_image(out / "a.png").pixels.shape == (16, 16, 3)  # the finished one, whole
     assert np.array_equal(read_image(out / "b.png").pixels, previous)
+
+
+def test_pixel_limit_message_names_the_option(tmp_path, tiny_weights):
+    (tmp_path / "bomb.png").write_bytes(_bomb())
+    r = deband("image", tmp_path / "bomb.png", "-o", tmp_path / "x.png", "--weights", tiny_weights)
+    assert r.returncode == RESOURCES and r.stderr.strip() == (
+        f"deband: error: {tmp_path / 'bomb.png'}: 100000x100000 is 10,000,000,000 pixels, over the limit of "
+        "300,000,000 (raise it with --max-pixels)")
+    assert not (tmp_path / "x.png").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -11,13 +10,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deband.config import ModelConfig, model_config_from_dict, to_dict
+from deband.errors import InputError
 from deband.model import UNet
+from deband.outputs import atomic_output
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 
 
-class WeightsError(ValueError):
-    """A weights file that cannot be read or does not fit the model it describes."""
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -28,15 +27,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> None:
-    """Write the model's weights and config to one .safetensors file, atomically."""
+    """Write the model's weights and config to one .safetensors file, atomically (replacing it)."""
     model = unwrap(model)
     meta = {"config": json.dumps(to_dict(model.config)), "format": "deband-unet-v1"}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file(state, str(tmp), metadata=meta)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -47,32 +44,33 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def load_model(path: str | Path | None = None) -> UNet:
-    """Rebuild the model from one .safetensors file (the shipped default when path is None)."""
+    """Rebuild the model from one .safetensors file (the shipped default when path is None).
+
+    Raises InputError when the file is missing, unreadable or does not fit its model config.
+    """
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
+        raise InputError(f"{path}: weights file not found")
     try:
         meta = read_metadata(path)
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
     if meta.get("format") != "deband-unet-v1" or "config" not in meta:
-        raise WeightsError(f"{path}: not a deband weights file (no model config in its metadata)")
+        raise InputError(f"{path}: not a deband weights file (no model config in its metadata)")
     try:
         config: ModelConfig = model_config_from_dict(json.loads(meta["config"]))
         model = UNet(config)
         model.load_state_dict(state, strict=True)
     except (ValueError, TypeError, RuntimeError) as e:
-        raise WeightsError(f"{path}: weights do not match the model they describe ({str(e).splitlines()[0]})") from None
+        raise InputError(f"{path}: weights do not match the model they describe ({str(e).splitlines()[0]})") from None
     return model.eval()
 
 
 def save_training_state(path: str | Path, state: dict) -> None:
     """Optimiser, EMA and counters; only tensors and plain values, loaded with weights_only."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
 
 
 def load_training_state(path: str | Path) -> dict:

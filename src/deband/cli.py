@@ -1,4 +1,9 @@
-"""The `deband` command: parse, validate, call the library. Errors are one line and an exit code."""
+"""The `deband` command: parse, validate, call the library. Errors are one line and an exit code.
+
+Library modules raise the typed errors of `deband.errors`; this module alone turns them into
+exit codes (`EXIT_CODES`) and adds hints about its options (`describe`). Heavy modules (torch,
+PyAV, OpenCV, training) are imported inside the commands, so `build_parser` stays light.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,17 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, InputError, OutputError
+from deband.errors import (
+    BitDepthError,
+    DebandError,
+    InputError,
+    OutputError,
+    OutputExistsError,
+    ResourceError,
+    TooManyPixelsError,
+    UnsupportedError,
+)
+from deband.outputs import terminate_as_interrupt
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -36,12 +51,60 @@ EPILOG_TRAIN = """examples:
 """
 
 
+class UsageError(DebandError):
+    """A bad command line or option value."""
+
+
+# Exit codes, as documented in the README
+USAGE = 2  # bad command line or option value
+UNREADABLE = 3  # input missing, unreadable, truncated or corrupt
+UNSUPPORTED = 4  # input readable but of a kind deband does not handle
+OUTPUT = 5  # output exists, cannot be written, or the disk is full
+RESOURCES = 6  # too large for --max-pixels, out of memory
+INTERRUPTED = 130  # Ctrl-C or SIGTERM
+
+# the first entry whose type matches wins
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UsageError, USAGE),
+    (InputError, UNREADABLE),
+    (UnsupportedError, UNSUPPORTED),
+    (OutputError, OUTPUT),
+    (OSError, OUTPUT),  # writing failed (disk full, no permission)
+    (ResourceError, RESOURCES),
+    (MemoryError, RESOURCES),
+    (KeyboardInterrupt, INTERRUPTED),
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error, from EXIT_CODES."""
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return 1
+
+
+def describe(error: DebandError) -> str:
+    """The error's message plus a hint naming the option that gets around it, if one does."""
+    if isinstance(error, OutputExistsError):
+        return f"{error} (use --overwrite to replace it)"
+    if isinstance(error, TooManyPixelsError):
+        return f"{error} (raise it with --max-pixels)"
+    if isinstance(error, BitDepthError):
+        return f"{error} or --bit-depth 8"
+    if isinstance(error, ResourceError):  # out of memory
+        return f"{error} (try a smaller --tile)"
+    return str(error)
+
+
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code USAGE
-        raise DebandError(f"{self.prog}: {message}", USAGE)
+    """Usage errors as UsageError: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _int_range(lo: int, hi: int):
@@ -160,18 +223,23 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="fit the step count to this wall-clock budget (measured over warm-up)")
 
 
-def _debander(args: argparse.Namespace):
-    from deband.checkpoint import WeightsError
-    from deband.restore import Debander
+def _check_device(device: str) -> None:
+    from deband.restore import resolve_device
 
     try:
-        return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
-                             tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
-                             bars=not args.restore_bars)
-    except WeightsError as e:
-        raise DebandError(str(e), UNREADABLE) from None
-    except RuntimeError as e:
-        raise DebandError(str(e), USAGE) from None
+        resolve_device(device)
+    except ResourceError:  # the only one it raises: no CUDA GPU
+        raise UsageError(f"--device {device} was asked for, but no CUDA GPU is available") from None
+
+
+def _debander(args: argparse.Namespace):
+    """The restorer the options ask for; a bad weights file raises InputError."""
+    from deband.restore import Debander
+
+    _check_device(args.device)
+    return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
+                         tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
+                         bars=not args.restore_bars)
 
 
 def cmd_image(args: argparse.Namespace) -> int:
@@ -180,7 +248,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
     inputs = list_inputs(args.inputs)
     if not inputs:
-        raise DebandError("no images found in the given folders", UNREADABLE)
+        raise InputError("no images found in the given folders")
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     report = run_batch(inputs, args.output, _debander(args), opts, progress=sys.stderr.isatty())
@@ -188,15 +256,14 @@ def cmd_image(args: argparse.Namespace) -> int:
         print(path)
     if report.failed:
         for _, err in report.failed:
-            print(f"deband: error: {err}", file=sys.stderr)
+            print(f"deband: error: {describe(err)}", file=sys.stderr)
         if len(inputs) > 1:
             print(f"deband: {len(report.failed)} of {len(inputs)} images failed", file=sys.stderr)
-        return max(err.code for _, err in report.failed)
+        return max(exit_code(err) for _, err in report.failed)
     return 0
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from deband.outputs import terminate_as_interrupt
     from deband.video import VideoOptions, check_paths, deband_video
 
     try:
@@ -204,11 +271,10 @@ def cmd_video(args: argparse.Namespace) -> int:
                             start=args.start, duration=args.duration, compare=args.compare, batch=args.batch,
                             overwrite=args.overwrite, seed=args.seed)
     except ValueError as e:
-        raise DebandError(f"deband video: {e}", USAGE) from None
+        raise UsageError(f"deband video: {e}") from None
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     debander = _debander(args)
-    with terminate_as_interrupt():
-        report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
+    report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)
@@ -221,16 +287,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
     except ValueError:
-        raise DebandError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}", USAGE) from None
+        raise UsageError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}") from None
+    _check_device(args.device)
     results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
                        reference=args.reference, device=args.device)
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
-        try:
-            save_json(results, args.json)
-        except DebandError as e:
-            raise _with_code(e) from None
+        save_json(results, args.json)
     if args.report:
         from deband.evaluate import make_report
 
@@ -280,23 +344,29 @@ def train_config(args: argparse.Namespace):
     return cfg
 
 
-def _with_code(e: DebandError) -> DebandError:
-    """TRANSITIONAL: gives a typed error without a code the exit code of its type."""
-    if e.code is None:
-        e.code = OUTPUT if isinstance(e, OutputError) else UNREADABLE if isinstance(e, InputError) else USAGE
-    return e
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import ConfigMismatchError, train
 
     try:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     except ConfigMismatchError as e:
-        raise DebandError(f"{e}; pass a matching --config", USAGE) from None
-    except DebandError as e:
-        raise _with_code(e) from None
+        raise UsageError(f"{e}; pass a matching --config") from None
     return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; returns its exit code."""
+    if args.command == "image":
+        return cmd_image(args)
+    if args.command == "video":
+        return cmd_video(args)
+    if args.command == "eval":
+        return cmd_eval(args)
+    if args.command == "inspect":
+        return cmd_inspect(args)
+    if args.command == "train":
+        return cmd_train(args)
+    raise UsageError(f"unknown command {args.command}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,34 +376,24 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args = build_parser().parse_args(argv)
-        if args.command == "image":
-            return cmd_image(args)
-        if args.command == "video":
-            return cmd_video(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "train":
-            return cmd_train(args)
-        raise DebandError(f"unknown command {args.command}", USAGE)
+        with terminate_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+            return run_command(build_parser().parse_args(argv))
     except DebandError as e:
         if debug:
             raise
-        print(f"deband: error: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
+        print(f"deband: error: {describe(e)}", file=sys.stderr)
+        return exit_code(e)
+    except KeyboardInterrupt as e:
         print("deband: interrupted; no partial output was left", file=sys.stderr)
-        return 130
-    except MemoryError:
+        return exit_code(e)
+    except MemoryError as e:
         print("deband: error: out of memory (try a smaller --tile)", file=sys.stderr)
-        return RESOURCES
+        return exit_code(e)
     except OSError as e:
         if debug:
             raise
         print(f"deband: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return OUTPUT
+        return exit_code(e)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,9 @@ line and start with the file they concern where there is one.
 
 from __future__ import annotations
 
-# TRANSITIONAL (removed once every module raises the typed errors): exit codes and the
-# old DebandError(message, code) form.
-USAGE, UNREADABLE, UNSUPPORTED, OUTPUT, RESOURCES = 2, 3, 4, 5, 6
-
 
 class DebandError(Exception):
     """Base of every failure a user can cause or fix (bad input, output, resources)."""
-
-    def __init__(self, message: str, code: int | None = None):  # TRANSITIONAL: code
-        super().__init__(message)
-        self.code = code
 
 
 class InputError(DebandError):
@@ -34,6 +26,10 @@ class OutputError(DebandError):
 
 class OutputExistsError(OutputError):
     """The output exists and replacing it was not asked for."""
+
+
+class BitDepthError(OutputError):
+    """The output's format cannot hold the pixels' bit depth (16 bits into JPEG)."""
 
 
 class SameFileError(OutputError):

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from deband.errors import OUTPUT, RESOURCES, DebandError
+from deband.errors import DebandError, OutputError, ResourceError
 from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, read_image, write_image
+from deband.outputs import check_output
 from deband.pixels import from_codes, to_codes
 from deband.restore import Debander
 
@@ -35,28 +36,28 @@ def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
     if len(inputs) == 1 and out.suffix.lower() in WRITE_SUFFIXES:
         return [out]
     if out.exists() and not out.is_dir():
-        raise DebandError(f"{out}: exists and is not a folder (several inputs need an output folder)", OUTPUT)
+        raise OutputError(f"{out}: exists and is not a folder (several inputs need an output folder)")
     paths = [out / (p.stem + suffix) for p in inputs]
     seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, paths):
         if dst in seen:
-            raise DebandError(f"{src} and {seen[dst]} would both be written to {dst}", OUTPUT)
+            raise OutputError(f"{src} and {seen[dst]} would both be written to {dst}")
         seen[dst] = src
     return paths
 
 
 def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, progress: bool = False) -> None:
-    """Restore one file into dst. Raises DebandError on any user-facing failure."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise DebandError(f"{dst}: output would replace the input; choose another name", OUTPUT)
-    if dst.exists() and not opts.overwrite:
-        raise DebandError(f"{dst}: already exists (use --overwrite to replace it)", OUTPUT)
+    """Restore one file into dst. Raises a DebandError subclass on any user-facing failure.
+
+    The output is checked before the work starts (SameFileError, OutputExistsError, OutputError).
+    """
+    check_output(dst, opts.overwrite, sources=[src])
     pic = read_image(src, opts.max_pixels)
     bar = tqdm(total=None, unit="tile", desc=src.name, leave=False, disable=not progress)
     try:
         restored = debander.restore(pic.pixels, on_tile=_follow(bar))
     except MemoryError:
-        raise DebandError(f"{src}: out of memory (try a smaller --tile)", RESOURCES) from None
+        raise ResourceError(f"{src}: out of memory") from None
     finally:
         bar.close()
     codes = to_codes(restored, opts.bit_depth, dither=opts.bit_depth == 8, seed=debander.seed)

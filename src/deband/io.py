@@ -3,31 +3,31 @@
 Pixels travel as numpy arrays of shape (h, w) or (h, w, c) in RGB(A) order; uint8/uint16 as
 stored, float32 on [0, 1] once converted. 16-bit PNG/TIFF are decoded with OpenCV because
 Pillow reads 16-bit RGB as 8-bit.
+
+The pixel limit is ours (`max_pixels`, checked from the header before decoding). Pillow's
+own decompression-bomb limit, a module global, is left as it is: files are opened through
+`_open_pillow`, which skips that check instead of switching it off for everyone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED, DebandError
+from deband.errors import BitDepthError, InputError, OutputError, TooManyPixelsError, UnsupportedError
+from deband.outputs import atomic_output
 from deband.pixels import from_codes
 
 READ_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")
 WRITE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 DEFAULT_MAX_PIXELS = 300_000_000  # ~17 000 x 17 000
-
-Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours, checked before decoding
 
 
 @dataclass
@@ -53,39 +53,99 @@ class Picture:
         return np.repeat(x[..., :1], 3, axis=2) if x.shape[2] < 3 else x[..., :3]
 
 
+def _open_pillow(path: Path) -> ImageFile.ImageFile:
+    """What `Image.open(path)` returns, without Pillow's decompression-bomb check.
+
+    Each registered plugin that accepts the file's first bytes is tried in Pillow's order.
+    Raises UnidentifiedImageError when none opens it, OSError when it cannot be read.
+    """
+    Image.init()
+    with path.open("rb") as f:
+        prefix = f.read(16)
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        accepted = not accept or accept(prefix)
+        if not accepted or isinstance(accepted, str):  # a string: a warning, not a match
+            continue
+        try:
+            return factory(str(path), str(path))
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}")
+
+
+def _check_pixels(path: Path, w: int, h: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise TooManyPixelsError(f"{path}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
+
+
 def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]:
     """(format, icc, exif orientation) from the header only; refuses oversized images."""
     try:
-        with Image.open(path) as im:
+        with _open_pillow(path) as im:
             fmt, (w, h) = im.format or "", im.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise DebandError(
-                    f"{path}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}"
-                    " (raise it with --max-pixels)",
-                    RESOURCES,
-                )
+            _check_pixels(path, w, h, max_pixels)
             icc = im.info.get("icc_profile")
             orientation = im.getexif().get(0x0112, 1)
     except UnidentifiedImageError:
         with path.open("rb") as f:
             magic = f.read(4)
         if magic in (b"II*\x00", b"MM\x00*"):  # a TIFF Pillow cannot open
+            _check_pixels(path, *_tiff_size(path), max_pixels)
             return "TIFF", None, 1
-        raise DebandError(f"{path}: not an image deband can read", UNSUPPORTED) from None
+        raise UnsupportedError(f"{path}: not an image deband can read") from None
+    except Image.DecompressionBombError as e:  # a plugin that applies Pillow's limit itself (WebP)
+        size = _webp_size(path)
+        if size is None:
+            raise UnsupportedError(f"{path}: too large for Pillow to open ({e})") from None
+        _check_pixels(path, *size, max_pixels)
+        return "WEBP", None, 1
     except (OSError, SyntaxError, ValueError) as e:
-        raise DebandError(f"{path}: unreadable image ({e})", UNREADABLE) from None
+        raise InputError(f"{path}: unreadable image ({e})") from None
     return fmt, icc, orientation
 
 
+def _webp_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a WebP file's first chunk (VP8, VP8L or VP8X); None if not WebP."""
+    with path.open("rb") as f:
+        s = f.read(30)
+    if len(s) < 30 or s[:4] != b"RIFF" or s[8:12] != b"WEBP":
+        return None
+    le = lambda a, b: int.from_bytes(s[a:b], "little")  # noqa: E731
+    if s[12:16] == b"VP8X":
+        return le(24, 27) + 1, le(27, 30) + 1
+    if s[12:16] == b"VP8L":
+        return (le(21, 25) & 0x3FFF) + 1, ((le(21, 25) >> 14) & 0x3FFF) + 1
+    if s[12:16] == b"VP8 ":
+        return le(26, 28) & 0x3FFF, le(28, 30) & 0x3FFF
+    return None
+
+
+def _tiff_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a TIFF's first page; (0, 0) when tifffile cannot tell either."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return page.imagewidth, page.imagelength
+    except Exception:  # noqa: BLE001 - tifffile raises many types; decoding reports the error
+        return 0, 0
+
+
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
-    """Read an image exactly as stored, EXIF orientation applied."""
+    """Read an image exactly as stored, EXIF orientation applied.
+
+    Raises InputError (missing, unreadable, truncated), UnsupportedError (not an image) or
+    TooManyPixelsError (over `max_pixels`, None for no limit; checked before decoding).
+    """
     path = Path(path)
     if path.is_dir():
-        raise DebandError(f"{path}: is a folder, expected an image file", UNREADABLE)
+        raise InputError(f"{path}: is a folder, expected an image file")
     if not path.is_file():
-        raise DebandError(f"{path}: no such file", UNREADABLE)
+        raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
-        raise DebandError(f"{path}: empty file", UNREADABLE)
+        raise InputError(f"{path}: empty file")
     fmt, icc, orientation = _header(path, max_pixels)
     pixels = _decode_tiff(path) if fmt == "TIFF" else _decode_cv2(path) if fmt == "PNG" else None
     if pixels is None:
@@ -121,7 +181,7 @@ def _decode_tiff(path: Path) -> np.ndarray | None:
 
 def _decode_pil(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with _open_pillow(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return np.asarray(im, dtype=np.uint32).clip(0, 65535).astype(np.uint16)
@@ -129,8 +189,13 @@ def _decode_pil(path: Path) -> np.ndarray:
             if im.mode == "P":
                 target = "RGBA" if "transparency" in im.info else "RGB"
             return np.asarray(im.convert(target or "RGB"))
+    except Image.DecompressionBombError:  # the plugin applies Pillow's limit itself (WebP)
+        pixels = _decode_cv2(path)
+        if pixels is None:
+            raise InputError(f"{path}: unreadable or truncated image") from None
+        return pixels
     except (OSError, SyntaxError, ValueError) as e:
-        raise DebandError(f"{path}: unreadable or truncated image ({e})", UNREADABLE) from None
+        raise InputError(f"{path}: unreadable or truncated image ({e})") from None
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -149,51 +214,28 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 # --- writing ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def atomic_path(dst: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside dst; on success rename it to dst, on failure remove it."""
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise DebandError(f"{dst}: already exists (use --overwrite to replace it)", OUTPUT)
-    if not dst.parent.is_dir():
-        raise DebandError(f"{dst.parent}: output folder does not exist", OUTPUT)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".partial" + dst.suffix, dir=dst.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-    except OSError as e:
-        raise DebandError(f"{dst.parent}: cannot write there ({e.strerror})", OUTPUT) from None
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, dst)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_image(
     path: str | Path, pixels: np.ndarray, icc: bytes | None = None, overwrite: bool = False
 ) -> None:
-    """Write uint8/uint16 RGB(A)/gray pixels atomically as PNG, TIFF or JPEG (8-bit only)."""
+    """Write uint8/uint16 RGB(A)/gray pixels atomically as PNG, TIFF or JPEG (8-bit only).
+
+    Raises OutputError (bad suffix, no folder, write failed), BitDepthError (16 bits into
+    JPEG) or OutputExistsError (path exists and not `overwrite`); nothing is left at path
+    on failure.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
-        raise DebandError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .png or .tif", OUTPUT)
+        raise OutputError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .png or .tif")
     if suffix in (".jpg", ".jpeg") and pixels.dtype != np.uint8:
-        raise DebandError(f"{path}: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8", OUTPUT)
-    with atomic_path(path, overwrite) as tmp:
+        raise BitDepthError(f"{path}: JPEG holds 8 bits only; use .png/.tif")
+    with atomic_output(path, overwrite) as tmp:
         try:
             _encode(tmp, suffix, pixels, icc)
         except OSError as e:
-            raise DebandError(f"{path}: write failed ({e.strerror or e})", OUTPUT) from None
-
+            raise OutputError(f"{path}: write failed ({e.strerror or e})") from None
 
 
 def _encode(tmp: Path, suffix: str, pixels: np.ndarray, icc: bytes | None) -> None:

@@ -36,7 +36,7 @@ def check_output(dst: str | Path, overwrite: bool = False, sources: Iterable[str
     """
     dst = Path(dst)
     if any(same_file(src, dst) for src in sources):
-        raise SameFileError(f"{dst}: the output would replace the input; choose another name")
+        raise SameFileError(f"{dst}: output would replace the input; choose another name")
     if dst.exists() and not overwrite:
         raise OutputExistsError(f"{dst}: already exists")
     if dst.exists() and dst.is_dir():

@@ -14,6 +14,7 @@ import torch
 
 from deband.checkpoint import load_model
 from deband.config import DEFAULT_STEPS
+from deband.errors import ResourceError
 from deband.indi import sample
 from deband.letterbox import keep_bars
 from deband.pixels import from_codes
@@ -22,11 +23,11 @@ TileFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available; 'cuda' without a GPU is an error."""
+    """'auto' picks CUDA when available; 'cuda' without a GPU raises ResourceError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+        raise ResourceError("device 'cuda' was asked for, but no CUDA GPU is available")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r}")
     return torch.device(device)

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deband.checkpoint import WeightsError, load_model, load_training_state, save_training_state, save_weights, unwrap
+from deband.checkpoint import load_model, load_training_state, save_training_state, save_weights, unwrap
 from deband.config import TrainConfig, save_json
 from deband.data import PairSampler, PairStream, RunSeeds, validation_set
 from deband.errors import InputError, OutputError
@@ -223,10 +223,7 @@ def restore_state(path: Path, model, ema, opt, g: torch.Generator) -> int:
 
 
 def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
-    try:
-        start = load_model(path)
-    except WeightsError as e:
-        raise InputError(str(e)) from None
+    start = load_model(path)  # InputError when unreadable
     if start.config == cfg.model:
         return start.state_dict()
     try:  # a run may add wider smoothing scales to an existing model

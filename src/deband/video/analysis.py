@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from deband.errors import UNREADABLE, InputError
+from deband.errors import InputError
 from deband.video.colour import colour_of, frame_to_planes, native, planes_to_rgb
 from deband.video.streams import open_input, video_stream
 
@@ -28,7 +28,7 @@ def read_video_rgb(path: str | Path, max_frames: int | None = None) -> torch.Ten
             if max_frames is not None and len(frames) >= max_frames:
                 break
     if not frames:
-        raise InputError(f"{path}: no video frames", UNREADABLE)  # TRANSITIONAL: code
+        raise InputError(f"{path}: no video frames")
     return torch.stack(frames)
 
 

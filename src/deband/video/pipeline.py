@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deband.errors import OUTPUT, UNREADABLE, InputError, OutputError
+from deband.errors import InputError, OutputError
 from deband.outputs import atomic_output, check_output
 from deband.video.colour import (
     add_rgb_delta,
@@ -160,7 +158,7 @@ class VideoPath:
             self.writer.flush()
         self.report.frames_out = self.writer.written
         if self.writer.written == 0:
-            raise InputError(f"{self.name}: no video frames in the selected range", UNREADABLE)
+            raise InputError(f"{self.name}: no video frames in the selected range")
 
     def _process(self) -> None:
         frames = self.batch.take()
@@ -184,7 +182,7 @@ class VideoPath:
         for f in frames:
             f = native(f)
             if (f.width, f.height) != (p.width, p.height):
-                raise InputError(f"{self.name}: frame size changed mid-stream to {f.width}x{f.height}", UNREADABLE)
+                raise InputError(f"{self.name}: frame size changed mid-stream to {f.width}x{f.height}")
             per_frame.append(frame_to_planes(f, p.colour))
         planes = [torch.stack(ps) for ps in zip(*per_frame)]  # [y (n, h, w), cb, cr (n, hc, wc)]
         x = planes_to_rgb(planes, p.colour.matrix)  # (n, 3, h, w)
@@ -227,7 +225,7 @@ def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
             try:
                 packet = next(packets, None)
             except av.FFmpegError as e:
-                raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})", UNREADABLE) from e
+                raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})") from e
         if packet is None:
             break
         if packet.stream.index == s.video.index:
@@ -254,26 +252,15 @@ def _write(
     return report
 
 
-@contextmanager
-def _output_code() -> Iterator[None]:
-    """TRANSITIONAL: give `deband.outputs` errors the exit code today's CLI reads from them."""
-    try:
-        yield
-    except OutputError as e:
-        e.code = OUTPUT if e.code is None else e.code
-        raise
-
-
 def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Refuse, before any work, a missing input and an output that is the input, exists
     (unless `overwrite`), has no folder or no container extension. Returns both as Paths."""
     src = Path(src)
     if not src.is_file():
-        raise InputError(f"{src}: no such file", UNREADABLE)  # TRANSITIONAL: code
-    with _output_code():
-        dst = check_output(dst, overwrite, sources=[src])
+        raise InputError(f"{src}: no such file")
+    dst = check_output(dst, overwrite, sources=[src])
     if not dst.suffix:
-        raise OutputError(f"{dst}: give the output a container extension such as .mkv or .mp4", OUTPUT)
+        raise OutputError(f"{dst}: give the output a container extension such as .mkv or .mp4")
     return src, dst
 
 
@@ -293,10 +280,10 @@ def deband_video(
     src, dst = check_paths(src, dst, options.overwrite)
     info = probe(src)
     try:
-        with _output_code(), atomic_output(dst, options.overwrite, sources=[src]) as tmp:
+        with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
             report = _write(src, tmp, dst, debander, options, info, progress)
     except OSError as e:  # disk full, no permission: name dst, not its temporary file
-        raise OutputError(f"{dst}: write failed ({e.strerror or e})", OUTPUT) from e
+        raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
     log.info(
         "%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
         dst.name,

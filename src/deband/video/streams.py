@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from deband.errors import OUTPUT, UNREADABLE, UNSUPPORTED, InputError, OutputError, UnsupportedError
+from deband.errors import InputError, OutputError, UnsupportedError
 from deband.video.colour import Colour, colour_of, family_of, native
 from deband.video.options import VideoOptions
 
@@ -40,12 +40,12 @@ _MATROSKA = (".mkv", ".mka", ".mk3d", ".webm")
 def open_input(src: Path) -> av.container.InputContainer:
     """The opened container; InputError when src is missing or not a media file."""
     if not src.is_file():
-        raise InputError(f"{src}: no such file", UNREADABLE)  # TRANSITIONAL: code
+        raise InputError(f"{src}: no such file")
     try:
         return av.open(str(src))
     except (av.FFmpegError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or e
-        raise InputError(f"{src}: cannot read it as a video ({reason})", UNREADABLE) from e
+        raise InputError(f"{src}: cannot read it as a video ({reason})") from e
 
 
 def video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -54,8 +54,8 @@ def video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStrea
         if not s.disposition & av.stream.Disposition.attached_pic:
             return s
     if inp.streams.audio or inp.streams.subtitles:
-        raise UnsupportedError(f"{inp.name}: no video stream", UNSUPPORTED)
-    raise InputError(f"{inp.name}: no video stream", UNREADABLE)  # nothing usable: corrupt
+        raise UnsupportedError(f"{inp.name}: no video stream")
+    raise InputError(f"{inp.name}: no video stream")  # nothing usable: corrupt
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def probe(src: Path) -> Probe:
                 sd = frames[0].side_data.get("DISPLAYMATRIX")
                 matrix = np.frombuffer(bytes(sd), "<i4").tolist() if sd is not None else None
                 return Probe(frame.width, frame.height, family_of(frame), colour_of(frame), matrix)
-    raise InputError(f"{src}: the video stream has no decodable frames", UNREADABLE)
+    raise InputError(f"{src}: the video stream has no decodable frames")
 
 
 # ----------------------------------------------------------------------------- time range
@@ -191,7 +191,7 @@ def open_streams(src: Path, tmp: Path, dst: Path, probe: Probe, options: VideoOp
         try:
             out = av.open(str(tmp), "w", options=keep_ts)
         except (ValueError, av.FFmpegError) as e:
-            raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})", OUTPUT) from e
+            raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})") from e
         try:
             span = Span.select(inp, video, options)
             vout = _add_video(out, video, probe, options)
@@ -264,8 +264,7 @@ def _add_copies(
             name = s.codec_context.name if s.codec_context else s.type
             raise OutputError(  # the container chosen cannot hold it
                 f"{dst}: stream #{s.index} ({s.type} {name}) cannot be stored in {out.format.name}; "
-                f"try .mkv ({e})",
-                OUTPUT,
+                f"try .mkv ({e})"
             ) from e
         o.time_base = s.time_base
         o.metadata.update(_clean_tags(s.metadata))
