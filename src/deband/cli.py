@@ -133,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(tr)
+    co = sub.add_parser("corpus", help="gather clean images from installed packages").add_subparsers(
+        dest="corpus_command", required=True, parser_class=_Parser)
+    cb = co.add_parser("build", help="write a folder of 16-bit PNGs and its manifest.json",
+                       epilog="examples:\n  deband corpus build /work/corpus\n"
+                       "  deband corpus build out --source /usr/share/backgrounds --scale 3",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    cb.add_argument("out", type=Path, help="output folder (made if missing)")
+    cb.add_argument("--source", type=Path, nargs="+", action="extend",
+                    help="folders to scan (default: installed wallpapers and scikit-image's data)")
+    cb.add_argument("--scale", type=_int_range(2, 4), default=2, help="area-downscale factor (default 2)")
+    cb.add_argument("--min-side", type=_int_range(1, 65536), default=256,
+                    help="skip images whose shorter side is smaller after downscaling (default 256)")
+    cb.add_argument("--held-out", type=float, default=0.1, help="fraction held out, 0..1 (default 0.1)")
     return p
 
 
@@ -244,6 +257,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from deband.corpus import CorpusConfig, build_corpus
+    from deband.errors import InputError
+
+    if not 0 <= args.held_out <= 1:
+        raise DebandError(f"deband corpus build: --held-out must be in [0, 1], got {args.held_out}", USAGE)
+    config = CorpusConfig(scale=args.scale, min_side=args.min_side, held_out=args.held_out)
+    try:
+        manifest = build_corpus(args.out, args.source, config)
+    except InputError as e:  # TRANSITIONAL: until main() gives typed errors their exit codes
+        raise DebandError(str(e), UNREADABLE) from None
+    n = manifest["counts"]
+    print(f"{args.out / 'manifest.json'}: {n['images']} images ({n['train']} train, "
+          f"{n['held-out']} held-out), {n['skipped']} skipped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a crash
@@ -262,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "corpus":
+            return cmd_corpus(args)
         raise DebandError(f"unknown command {args.command}", USAGE)
     except DebandError as e:
         if debug:
