@@ -52,13 +52,15 @@ def tree(tmp_path: Path) -> dict:
         "tiny": _png(root / "pkgb/tiny.png", _smooth(10, 12, 2)),
         "mpl": _png(root / "pkgb/matplotlib/mpl-data/sample_data/grace.png", _smooth(64, 64, 3)),
         "stray": _png(root / "stray/unowned.png", _smooth(64, 64, 4)),
+        "overlay": _png(root / "pkga/overlay.png", np.dstack([_smooth(64, 64, 5), np.full((64, 64), 100, np.uint8)])),
+        "opaque": _png(root / "pkga/opaque.png", np.dstack([_smooth(40, 60, 6), np.full((40, 60), 250, np.uint8)])),
     }
     Image.fromarray(_smooth(80, 80, 1)).save(files["b"], quality=95)
     files["copy"].parent.mkdir(parents=True)
     shutil.copyfile(files["a"], files["copy"])
     info = tmp_path / "dpkg/info"
     info.mkdir(parents=True)
-    (info / "pkga.list").write_text("\n".join(str(files[k]) for k in ("a", "b")) + "\n")
+    (info / "pkga.list").write_text("\n".join(str(files[k]) for k in ("a", "b", "overlay", "opaque")) + "\n")
     (info / "pkgb:amd64.list").write_text("\n".join(str(files[k]) for k in ("copy", "small", "tiny", "mpl")) + "\n")
     status = tmp_path / "dpkg/status"
     status.write_text("Package: pkga\nStatus: install ok installed\nVersion: 1.0-1\n\n"
@@ -85,7 +87,7 @@ def test_manifest_lists_the_right_images(tree: dict, tmp_path: Path) -> None:
     m = _build(tree, tmp_path / "out")
     f = tree["files"]
     by_source = {r["source"]: r for r in m["images"]}
-    assert set(by_source) == {str(f["a"]), str(f["b"])}
+    assert set(by_source) == {str(f["a"]), str(f["b"]), str(f["opaque"])}
     a, b = by_source[str(f["a"])], by_source[str(f["b"])]
     assert (a["package"], a["version"], a["licence"], a["origin"]) == ("pkga", "1.0-1", "GPL-2+", "debian")
     assert (b["package"], b["licence"]) == ("pkga", "CC-BY-SA-4.0")  # its own DEP-5 stanza
@@ -97,7 +99,8 @@ def test_manifest_lists_the_right_images(tree: dict, tmp_path: Path) -> None:
     assert "under 8" in reasons[str(f["tiny"])]
     assert reasons[str(f["mpl"])] == "excluded: matplotlib sample data"
     assert "no installed package" in reasons[str(f["stray"])]
-    assert m["counts"]["images"] == 2 and m["counts"]["skipped"] == 5
+    assert reasons[str(f["overlay"])] == "has transparent pixels"
+    assert m["counts"]["images"] == 3 and m["counts"]["skipped"] == 6
     assert json.loads((tmp_path / "out/manifest.json").read_text()) == m
 
 

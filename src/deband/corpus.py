@@ -163,9 +163,10 @@ def split_of(sha: str, held_out: float) -> str:
 
 
 def _opaque(pixels: np.ndarray) -> np.ndarray | None:
-    """Pixels without an all-opaque alpha channel; None when some pixel is transparent."""
+    """Pixels without their alpha channel when every pixel is (nearly) opaque, alpha >= 95 %;
+    None when some pixel is see-through (an overlay, an icon)."""
     if pixels.ndim == 3 and pixels.shape[2] in (2, 4):
-        if pixels[..., -1].min() < peak(bits_of(pixels.dtype)):
+        if pixels[..., -1].min() < 0.95 * peak(bits_of(pixels.dtype)):
             return None
         pixels = pixels[..., :-1]
     return pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
@@ -186,6 +187,15 @@ def _near(kept: list[_Kept], aspect: float, thumb: np.ndarray, tol: float) -> _K
 
 def _slug(text: str, n: int) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "image"
+
+
+def _title(path: Path) -> str:
+    """A readable name: the file's stem, after its theme's folder when the stem is only a
+    resolution (`Altai/contents/images/5120x2880.png` -> "Altai-5120x2880")."""
+    if not re.fullmatch(r"\d+x\d+", path.stem):
+        return path.stem
+    theme = next((p for p in reversed(path.parent.parts) if p.lower() not in ("contents", "images", "wallpaper")), "")
+    return f"{theme}-{path.stem}"
 
 
 def _by_size(paths: list[Path]) -> list[Path]:
@@ -240,7 +250,7 @@ class _Builder:
         near = _near(self.kept, w / h, thumb, self.config.near_tolerance)
         if near is not None:
             return self.skip(source, f"near-duplicate of {near.file}")
-        name = f"{_slug(owner.package, 40)}-{_slug(source.stem, 40)}-{sha[:10]}-x{s}.png"
+        name = f"{_slug(owner.package, 40)}-{_slug(_title(source), 40)}-{sha[:10]}-x{s}.png"
         if not (self.out / name).is_file():
             write_image(self.out / name, to_codes(x, 16))
             log.info("%s <- %s", name, source)

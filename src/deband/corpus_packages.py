@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")
 # Licence names looked for in a copyright file without a `License:` line, in this order.
 _KNOWN_LICENCES = (
     ("CC-BY-SA", r"creative commons attribution[- ]share ?alike|cc[- ]by[- ]sa"),
-    ("CC-BY", r"creative commons attribution|cc[- ]by\b"),
+    ("CC-BY", r"creative commons attribution(?![- ]share)(?! ?-? ?sharealike)|cc[- ]by\b(?![- ]sa)"),
     ("CC0", r"\bcc0\b|public domain dedication"),
     ("LGPL", r"lesser general public|library general public|\blgpl"),
     ("GPL", r"general public license|\bgpl"),
