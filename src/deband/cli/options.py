@@ -1,0 +1,85 @@
+"""What every command shares: the parser class, option types, the restore options and the restorer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deband.config import DEFAULT_STEPS
+from deband.errors import DebandError, ResourceError
+
+
+class UsageError(DebandError):
+    """A bad command line or option value."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as UsageError: one line, exit code 2."""
+
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def int_range(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    return parse
+
+
+def strength_value(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
+    return v
+
+
+def add_restore_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
+                   help=f"INDI steps (default {DEFAULT_STEPS})")
+    p.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
+    p.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--restore-bars", action="store_true",
+                   help="restore letterbox/pillarbox bars too (by default they are found and left untouched)")
+
+
+def check_device(device: str) -> None:
+    from deband.restore import resolve_device
+
+    try:
+        resolve_device(device)
+    except ResourceError:  # the only one it raises: no CUDA GPU
+        raise UsageError(f"--device {device} was asked for, but no CUDA GPU is available") from None
+
+
+def load_debander(args: argparse.Namespace):
+    """The restorer the options ask for; a bad weights file raises InputError."""
+    from deband.restore import Debander
+
+    check_device(args.device)
+    return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
+                         tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
+                         bars=not args.restore_bars)

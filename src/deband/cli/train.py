@@ -1,0 +1,143 @@
+"""`deband train`, `deband eval` and `deband corpus build`: making and measuring models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deband.cli.options import Parser, UsageError, check_device, int_range, positive
+from deband.errors import InputError
+
+EPILOG_TRAIN = """examples:
+  deband train --out runs/mine                        train with the default config
+  deband train --out runs/mine --resume               continue an interrupted run
+  deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
+  deband train --out runs/tuned --init model.safetensors   fine-tune existing weights
+  torchrun --nproc_per_node 2 -m deband.train --out runs/ddp   data-parallel
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_train_options(tr)
+    tr.set_defaults(run=cmd_train)
+    ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print a Markdown table",
+                        epilog="examples:\n  deband eval\n"
+                        "  deband eval --report benchmarks --reference ../shared/reference-examples",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--n", type=int_range(1, 1000), default=12, help="images per synthetic set (default 12)")
+    ev.add_argument("--size", type=int_range(64, 4096), default=384, help="synthetic image side (default 384)")
+    ev.add_argument("--steps", default="1,2,4,8,30", help="comma-separated INDI step counts")
+    ev.add_argument("--reference", type=Path, help="folder of real banded-N.png (and seed-restored-N.png) frames")
+    ev.add_argument("--json", type=Path, help="also write all numbers as JSON here")
+    ev.add_argument("--report", type=Path, help="write quality.md and its figures into this folder")
+    ev.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    ev.set_defaults(run=cmd_eval)
+    co = sub.add_parser("corpus", help="gather clean images from installed packages").add_subparsers(
+        dest="corpus_command", required=True, parser_class=Parser)
+    cb = co.add_parser("build", help="write a folder of 16-bit PNGs and its manifest.json",
+                       epilog="examples:\n  deband corpus build /work/corpus\n"
+                       "  deband corpus build out --source /usr/share/backgrounds --scale 3",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    cb.add_argument("out", type=Path, help="output folder (made if missing)")
+    cb.add_argument("--source", type=Path, nargs="+", action="extend",
+                    help="folders to scan (default: installed wallpapers and scikit-image's data)")
+    cb.add_argument("--scale", type=int_range(2, 4), default=2, help="area-downscale factor (default 2)")
+    cb.add_argument("--min-side", type=int_range(1, 65536), default=256,
+                    help="skip images whose shorter side is smaller after downscaling (default 256)")
+    cb.add_argument("--held-out", type=float, default=0.1, help="fraction held out, 0..1 (default 0.1)")
+    cb.set_defaults(run=cmd_corpus)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, weights")
+    p.add_argument("--config", help="JSON TrainConfig to start from (defaults otherwise)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--init", help="start from these .safetensors weights (fresh optimiser and schedule)")
+    p.add_argument("--steps", type=int, help="override the number of optimiser steps")
+    p.add_argument("--batch", type=int, help="override patches per step per process")
+    p.add_argument("--loss", choices=["magphase", "reim", "none"], help="override the FFT loss")
+    p.add_argument("--folder", action="append", default=[], help="extra folder of clean images (repeatable)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--workers", type=int_range(0, 1024), default=0,
+                   help="processes synthesising training pairs (0: this one)")
+    p.add_argument("--minutes", type=positive,
+                   help="fit the step count to this wall-clock budget (measured over warm-up)")
+
+
+def train_config(args: argparse.Namespace):
+    """The run's TrainConfig: --config, else OUT/config.json when resuming, else the defaults;
+    then the overrides given on the command line."""
+    from dataclasses import replace
+
+    from deband.config import TrainConfig, load_train_config
+
+    resumed = Path(args.out) / "config.json"
+    try:
+        if args.config:
+            cfg = load_train_config(args.config)
+        elif args.resume and resumed.exists():
+            cfg = load_train_config(resumed)
+        else:
+            cfg = TrainConfig()
+    except (ValueError, TypeError) as e:  # a missing file stays an OSError, reported as before
+        raise InputError(f"{args.config or resumed}: not a training config ({e})") from None
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    if args.batch is not None:
+        cfg = replace(cfg, batch=args.batch)
+    if args.loss is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, fft=args.loss))
+    if args.folder:
+        cfg = replace(cfg, data=replace(cfg.data, folders=tuple(cfg.data.folders) + tuple(args.folder)))
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deband.train import ConfigMismatchError, train
+
+    try:
+        train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
+    except ConfigMismatchError as e:
+        raise UsageError(f"{e}; pass a matching --config") from None
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from deband.evaluate import markdown, run_eval, save_json
+
+    try:
+        steps = tuple(int(v) for v in args.steps.split(","))
+    except ValueError:
+        raise UsageError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}") from None
+    check_device(args.device)
+    results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
+                       reference=args.reference, device=args.device)
+    for name, rows in results.items():
+        print(f"\n### {name}\n\n{markdown(rows)}")
+    if args.json:
+        save_json(results, args.json)
+    if args.report:
+        from deband.evaluate import make_report
+
+        command = "deband " + " ".join(sys.argv[1:])
+        weights = str(args.weights) if args.weights else None
+        path = make_report(results, args.report, command, weights, reference=args.reference)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from deband.corpus import CorpusConfig, build_corpus
+
+    if not 0 <= args.held_out <= 1:
+        raise UsageError(f"deband corpus build: --held-out must be in [0, 1], got {args.held_out}")
+    config = CorpusConfig(scale=args.scale, min_side=args.min_side, held_out=args.held_out)
+    manifest = build_corpus(args.out, args.source, config)
+    n = manifest["counts"]
+    print(f"{args.out / 'manifest.json'}: {n['images']} images ({n['train']} train, "
+          f"{n['held-out']} held-out), {n['skipped']} skipped")
+    return 0
