@@ -74,4 +74,11 @@ def save_training_state(path: str | Path, state: dict) -> None:
 
 
 def load_training_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The dict written by `save_training_state` (tensors and plain values only).
+
+    Raises InputError when the file is missing, truncated or not such a state."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load raises OSError, EOFError, RuntimeError, unpickling errors
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a readable training state ({reason})") from None

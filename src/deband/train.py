@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-import pickle
 import sys
 import time
 from collections.abc import Iterator
@@ -217,7 +216,7 @@ def restore_state(path: Path, model, ema, opt, g: torch.Generator) -> int:
         opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
         return int(state["step"])
-    except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{path}: not a training state of this run ({reason})") from None
 
