@@ -25,20 +25,32 @@ from deband.pixels import from_codes, from_signal, quantise, rgb_to_ycbcr, to_co
 # --- Y'CbCr 4:2:0 codes ----------------------------------------------------------------
 
 
+def _cut(signal: torch.Tensor, source_bits: int, bits: int, mode: str, chroma: bool) -> torch.Tensor:
+    """Codes at source_bits (as a signal, see `pixels.to_signal`) -> codes at bits: "trunc"
+    shifts the low bits out (code >> (source_bits - bits)), "round" takes the nearest code
+    at bits of the same Y' or Cb/Cr value (about (code + half) >> (source_bits - bits))."""
+    if mode == "trunc":
+        return quantise(signal, bits, "trunc")
+    if mode == "round":
+        return quantise(to_signal(from_signal(signal, source_bits, False, chroma), bits, False, chroma), bits)
+    raise ValueError(f"unknown mode {mode!r}; expected 'round' or 'trunc'")
+
+
 def _to_signals(
     x: torch.Tensor, matrix: str, bits: int, chroma_bits: int, source_bits: int | None, mode: str
 ) -> list[torch.Tensor]:
     """R'G'B' (..., 3, h, w) -> [Y' (..., h, w), Cb, Cr (..., ceil(h/2), ceil(w/2))] as
-    limited-range codes over 2**bits - 1 (see `pixels.to_signal`), on the code grid.
-    With source_bits the codes are first rounded at source_bits, then cut to bits by `mode`."""
+    limited-range codes over 2**bits - 1 (see `pixels.to_signal`), on the code grid: the
+    nearest codes at bits, or those of a source_bits master cut to bits by `mode`."""
     y, cb, cr = rgb_to_ycbcr(x, matrix).unbind(-3)
     out = []
     for i, v in enumerate([y, subsample_420(cb), subsample_420(cr)]):
         b = bits if i == 0 else chroma_bits
-        s = to_signal(v, source_bits or b, full=False, chroma=i > 0)
-        if source_bits is not None:
-            s = quantise(s, source_bits)
-        out.append(quantise(s, b, mode))
+        if source_bits is None:
+            out.append(quantise(to_signal(v, b, False, chroma=i > 0), b))
+        else:
+            master = quantise(to_signal(v, source_bits, False, chroma=i > 0), source_bits)
+            out.append(_cut(master, source_bits, b, mode, chroma=i > 0))
     return out
 
 
@@ -60,9 +72,10 @@ def store_ycbcr(
     """x stored as limited-range Y'CbCr 4:2:0 and shown again.
 
     R'G'B' -> Y'CbCr (`matrix`) -> chroma box-averaged onto the 4:2:0 grid -> Y' codes at
-    `bits` and Cb/Cr codes at `chroma_bits` (default `bits`), by `mode` ("round" or
-    "trunc"); with `source_bits`, codes of a source_bits master cut down to those depths.
-    Then back, chroma upsampled bilinearly. x: shape (..., 3, h, w), float32 on [0, 1].
+    `bits` and Cb/Cr codes at `chroma_bits` (default `bits`), rounded; or, with
+    `source_bits`, the rounded codes of a source_bits master cut down to those depths by
+    `mode` ("trunc": a bit shift; "round": the nearest code). Then back, chroma upsampled
+    bilinearly. x: shape (..., 3, h, w), float32 on [0, 1].
     """
     chroma_bits = bits if chroma_bits is None else chroma_bits
     return _from_signals(_to_signals(x, matrix, bits, chroma_bits, source_bits, mode), matrix, bits, chroma_bits)
@@ -90,7 +103,7 @@ def ten_to_eight(x: torch.Tensor, mode: str = "trunc", matrix: str | None = "bt7
     With `matrix` the master is limited-range Y'CbCr 4:2:0 (a video mezzanine); with None
     it is R'G'B' (a 10-bit still or intermediate), cut per channel. x: (..., 3, h, w).
     """
-    if matrix is None:
+    if matrix is None:  # full-range codes: trunc is code >> 2, round is round(code * 255 / 1023)
         return quantise(quantise(x, 10), 8, mode)
     return store_ycbcr(x, 8, source_bits=10, mode=mode, matrix=matrix)
 
