@@ -8,12 +8,14 @@ from deband.pixels import (
     MATRICES,
     bits_of,
     from_codes,
+    from_signal,
     levels,
     luma,
     luma_codes,
     quantise,
     rgb_to_ycbcr,
     to_codes,
+    to_signal,
     tpdf_pattern,
     ycbcr_to_rgb,
 )
@@ -213,3 +215,10 @@ def test_luma_codes_of_black_white_and_gray():
     assert luma_codes(rgb, bits=8).tolist() == [[16, 235, 126, 16, 235]]
     with pytest.raises(ValueError):
         luma_codes(rgb[0])
+
+
+def test_signal_is_the_code_over_the_peak_and_back():
+    v = np.array([0.0, 0.5, 1.0])
+    assert np.allclose(to_signal(v, 8, full=False) * 255, [16, 125.5, 235])
+    assert np.allclose(to_signal(v - 0.5, 10, full=False, chroma=True) * 1023, [64, 512, 960])
+    assert np.allclose(from_signal(to_signal(v, 10, True), 10, True), v)

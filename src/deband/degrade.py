@@ -9,13 +9,13 @@ float32 tensors on [0, 1], RGB (c = 3). Plain per-channel re-quantisation is
 from __future__ import annotations
 
 import io
-from fractions import Fraction
 
 import av
 import numpy as np
 import torch
 from PIL import Image
 
+from deband.encoders import round_trip
 from deband.pixels import from_codes, quantise, rgb_to_ycbcr, to_codes, ycbcr_to_rgb
 
 
@@ -56,24 +56,9 @@ def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
         raise ValueError(f"unsupported codec {codec!r}")
     _, h, w = x.shape
     he, we = h - h % 2, w - w % 2
-    # one thread and no container: the same bits every time (threaded x265 and the Matroska
-    # muxer both failed now and then on tiny frames)
-    enc = av.CodecContext.create(codec, "w")
-    enc.width, enc.height, enc.pix_fmt = we, he, "yuv420p"
-    enc.time_base, enc.framerate, enc.thread_count = Fraction(1, 25), Fraction(25), 1
-    opts = {"crf": str(crf), "preset": "ultrafast"}
-    if codec == "libx265":
-        opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
-    else:
-        opts["threads"] = "1"
-    enc.options = opts
     rgb24 = to_codes(x[:, :he, :we].permute(1, 2, 0).numpy(), 8)  # (he, we, 3) uint8
     frame = av.VideoFrame.from_ndarray(rgb24, format="rgb24").reformat(format="yuv420p")
-    frame.pts, frame.time_base = 0, Fraction(1, 25)
-    packets = list(enc.encode(frame)) + list(enc.encode(None))
-    dec = av.CodecContext.create("h264" if codec == "libx264" else "hevc", "r")
-    dec.thread_count = 1
-    frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+    frames = round_trip([frame], codec, crf, "ultrafast")
     y = torch.from_numpy(from_codes(frames[0].to_ndarray(format="rgb24"))).permute(2, 0, 1)
     return torch.nn.functional.pad(y[None], (0, w - we, 0, h - he), mode="replicate")[0]
 
@@ -81,43 +66,44 @@ def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
 # --- random wrappers -------------------------------------------------------------------
 
 
-def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+def uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    """Float in [lo, hi)."""
     return lo + (hi - lo) * torch.rand((), generator=g).item()
 
 
-def _randint(g: torch.Generator, lo: int, hi: int) -> int:
+def randint(g: torch.Generator, lo: int, hi: int) -> int:
     """Integer in [lo, hi]."""
     return int(torch.randint(lo, hi + 1, (), generator=g).item())
 
 
 def random_quantize(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return quantise(x, _randint(g, 3, 8))
+    return quantise(x, randint(g, 3, 8))
 
 
 def random_requantize_ycbcr(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Luma 5-7 bits and chroma 5-6 bits (sometimes only one of them), sometimes twice."""
-    choice = _randint(g, 0, 3)
-    luma_bits = None if choice == 0 else float(_randint(g, 5, 7))
-    chroma_bits = None if choice == 1 else float(_randint(g, 5, 6))
-    matrix = "bt601" if _uniform(g, 0, 1) < 0.3 else "bt709"
-    return requantize_ycbcr(x, luma_bits, chroma_bits, matrix, passes=1 + int(_uniform(g, 0, 1) < 0.3))
+    choice = randint(g, 0, 3)
+    luma_bits = None if choice == 0 else float(randint(g, 5, 7))
+    chroma_bits = None if choice == 1 else float(randint(g, 5, 6))
+    matrix = "bt601" if uniform(g, 0, 1) < 0.3 else "bt709"
+    return requantize_ycbcr(x, luma_bits, chroma_bits, matrix, passes=1 + int(uniform(g, 0, 1) < 0.3))
 
 
 def random_dark_stretch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return dark_stretch(x, 8, _uniform(g, 2.0, 6.0))
+    return dark_stretch(x, 8, uniform(g, 2.0, 6.0))
 
 
 def random_codec(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """x: shape (3, h, w). JPEG q 30-85, or H.264/H.265 at CRF 28-40."""
-    choice = _randint(g, 0, 2)
+    choice = randint(g, 0, 2)
     if choice == 0:
-        return jpeg(x, _randint(g, 30, 85))
-    return video_codec(x, "libx264" if choice == 1 else "libx265", _randint(g, 28, 40))
+        return jpeg(x, randint(g, 30, 85))
+    return video_codec(x, "libx264" if choice == 1 else "libx265", randint(g, 28, 40))
 
 
 def random_degrade(x: torch.Tensor, g: torch.Generator, codec_probability: float = 0.1) -> torch.Tensor:
     """One banded version of a clean image x of shape (3, h, w), with a random mechanism."""
-    u = _uniform(g, 0, 1)
+    u = uniform(g, 0, 1)
     if u < codec_probability:
         return random_codec(x, g)
     u = (u - codec_probability) / (1 - codec_probability)

@@ -137,6 +137,22 @@ def levels(bits: int, full: bool) -> Levels:
     return Levels(16 * s, 219 * s, 128 * s, 224 * s)
 
 
+def to_signal(value: Array, bits: int, full: bool, chroma: bool = False) -> Array:
+    """A Y' value (on [0, 1]) or a Cb/Cr value (`chroma`, on [-0.5, 0.5]) as the `bits`-bit
+    code it would be stored as, over 2**bits - 1: a fraction on about [0, 1], not rounded
+    or clipped. `quantise(to_signal(v, bits, full, chroma), bits)` rounds it onto the codes."""
+    lv = levels(bits, full)
+    offset, scale = (lv.c_offset, lv.c_scale) if chroma else (lv.y_offset, lv.y_scale)
+    return (offset + scale * value) / peak(bits)
+
+
+def from_signal(signal: Array, bits: int, full: bool, chroma: bool = False) -> Array:
+    """Inverse of `to_signal`: code / (2**bits - 1) -> the Y' or Cb/Cr value."""
+    lv = levels(bits, full)
+    offset, scale = (lv.c_offset, lv.c_scale) if chroma else (lv.y_offset, lv.y_scale)
+    return (signal * peak(bits) - offset) / scale
+
+
 def _coeffs(matrix: str) -> tuple[float, float]:
     if matrix not in MATRICES:
         raise ValueError(f"unknown matrix {matrix!r}; expected one of {sorted(MATRICES)}")
