@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deband import pixels
+from deband.chroma import downsample, upsample
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +104,6 @@ def frame_to_planes(frame: av.VideoFrame, colour: Colour) -> list[torch.Tensor]:
         v = torch.from_numpy(rows.astype(np.float32))
         planes.append((v - lv.y_offset) / lv.y_scale if i == 0 else (v - lv.c_offset) / lv.c_scale)
     return planes
-
-
-def upsample(c: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Chroma (n, hc, wc) -> (n, h, w), bilinear with centred siting."""
-    if c.shape[-2:] == (h, w):
-        return c
-    sy, sx = -(-h // c.shape[-2]), -(-w // c.shape[-1])  # 2 or 1 (ceil for odd sizes)
-    up = F.interpolate(c[:, None], scale_factor=(sy, sx), mode="bilinear", align_corners=False)
-    return up[:, 0, :h, :w]
-
-
-def downsample(c: torch.Tensor, hc: int, wc: int) -> torch.Tensor:
-    """Full-resolution chroma (n, h, w) -> (n, hc, wc) by box averaging (edge-padded)."""
-    h, w = c.shape[-2:]
-    if (h, w) == (hc, wc):
-        return c
-    sy, sx = -(-h // hc), -(-w // wc)
-    padded = F.pad(c[:, None], (0, wc * sx - w, 0, hc * sy - h), mode="replicate")
-    return F.avg_pool2d(padded, (sy, sx))[:, 0]
 
 
 def planes_to_rgb(planes: list[torch.Tensor], matrix: str) -> torch.Tensor:

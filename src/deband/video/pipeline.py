@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from deband.chroma import upsample
 from deband.errors import InputError, OutputError
 from deband.outputs import atomic_output, check_output
 from deband.video.colour import (
@@ -30,7 +31,6 @@ from deband.video.colour import (
     native,
     planes_to_codes,
     planes_to_rgb,
-    upsample,
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.streams import Probe, Streams, open_streams, probe, repair_dts
