@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, OutputError
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -128,12 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--max-log-contrast", type=_int_range(1, 5), default=4,
                      help="2 sees fine steps only (libvmaf default); 4 also sees 6-7-bit steps (default 4)")
     ins.add_argument("--overwrite", action="store_true")
+    _add_export_parser(sub)
     from deband.train import add_arguments as add_train_arguments
 
     tr = sub.add_parser("train", help="train a model", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(tr)
     return p
+
+
+EPILOG_EXPORT = """examples:
+  deband export onnx deband.onnx                        2 steps, float32 RGB in and out
+  deband export onnx deband-fp16.onnx --fp16 --steps 4  float16 in and out (RGBH clips)
+"""
+
+
+def _add_export_parser(sub) -> None:
+    ex = sub.add_parser("export", help="write the restorer for other runtimes")
+    fmt = ex.add_subparsers(dest="format", required=True, parser_class=_Parser)
+    onnx = fmt.add_parser("onnx", help="one ONNX graph: RGB on [0, 1] in and out, any size (vs-mlrt)",
+                          epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx.add_argument("output", type=Path, help="the .onnx file to write")
+    onnx.add_argument("--steps", type=_int_range(1, 100), default=DEFAULT_STEPS,
+                      help=f"INDI steps, unrolled into the graph (default {DEFAULT_STEPS})")
+    onnx.add_argument("--strength", type=_strength, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    onnx.add_argument("--fp16", action="store_true", help="float16 input and output (float32 inside)")
+    onnx.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    onnx.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def _debander(args: argparse.Namespace):
@@ -237,6 +258,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from deband.export import export_onnx
+
+    try:
+        path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights, overwrite=args.overwrite)
+    except DebandError as e:  # TRANSITIONAL: typed errors carry no exit code until main maps them
+        e.code = e.code or (OUTPUT if isinstance(e, OutputError) else UNREADABLE)
+        raise
+    except ValueError as e:
+        raise DebandError(f"deband export onnx: {e}", USAGE) from None
+    print(path)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from deband.train import config_from_args, train
 
@@ -262,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_inspect(args)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         raise DebandError(f"unknown command {args.command}", USAGE)
     except DebandError as e:
         if debug:
