@@ -64,10 +64,11 @@ def test_graph_has_one_input_one_output_dynamic_size(exported):
         batch, channels, height, width = kind.shape.dim
         assert (batch.dim_value, channels.dim_value) == (1, 3)
         assert height.dim_param and width.dim_param and not height.dim_value and not width.dim_value
+    assert "Softmax" not in {node.op_type for node in graph.node}  # decomposed: ORT's inner-axis kernel is slow
 
 
 def test_other_weights_and_sizes_that_need_no_padding(tmp_path, tiny_weights):
-    path = export_onnx(tmp_path / "tiny.onnx", steps=3, weights=tiny_weights)
+    path = export_onnx(tmp_path / "tiny.onnx", steps=3, weights=tiny_weights, opset=18)  # ReduceMax takes axes
     debander = Debander.load(tiny_weights, "cpu", steps=3, bars=False)
     for h, w in [(16, 32), (33, 47), (130, 257)]:  # tiny's multiple is 16
         image = banded_image(h, w, seed=1)

@@ -53,8 +53,8 @@ def check_settings(steps: int, strength: float, opset: int) -> None:
         raise ValueError(f"steps must be between 1 and 100, got {steps}")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    if not 11 <= opset <= 20:
-        raise ValueError(f"opset must be between 11 and 20, got {opset}")
+    if not 13 <= opset <= 20:
+        raise ValueError(f"opset must be between 13 and 20, got {opset}")
 
 
 def _example(multiple: int, dtype: torch.dtype) -> torch.Tensor:
@@ -83,12 +83,41 @@ def _trace_to(path: Path, module: nn.Module, example: torch.Tensor, opset: int) 
         )  # fmt: skip
 
 
-def _declare_shapes(path: Path) -> None:
-    """State the output's shape as (1, 3, height, width), like the input's; the tracer leaves
-    batch and channels of the output unnamed, and runtimes read the channel count from it."""
+def _softmax_nodes(node, opset: int) -> list:
+    """A Softmax over an inner axis as max, exp, sum and divide: the same values, and
+    ONNX Runtime's CPU kernel for an inner axis of 7 (the blend's candidates) is slow."""
+    from onnx import helper
+
+    axis = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "axis")
+    x, y, p = node.input[0], node.output[0], node.output[0] + "/decomposed"
+    axes = helper.make_tensor(p + "/axes", 7, [1], [axis])  # int64
+    if opset >= 18:
+        peak = helper.make_node("ReduceMax", [x, p + "/axes"], [p + "/max"], keepdims=1)
+    else:
+        peak = helper.make_node("ReduceMax", [x], [p + "/max"], axes=[axis], keepdims=1)
+    return [
+        helper.make_node("Constant", [], [p + "/axes"], value=axes),
+        peak,
+        helper.make_node("Sub", [x, p + "/max"], [p + "/shifted"]),
+        helper.make_node("Exp", [p + "/shifted"], [p + "/exp"]),
+        helper.make_node("ReduceSum", [p + "/exp", p + "/axes"], [p + "/sum"], keepdims=1),
+        helper.make_node("Div", [p + "/exp", p + "/sum"], [y]),
+    ]
+
+
+def _finish_graph(path: Path, opset: int) -> None:
+    """Decompose inner-axis Softmax (`_softmax_nodes`) and state the output's shape as
+    (1, 3, height, width), like the input's: the tracer leaves the output's batch and
+    channels unnamed, and runtimes read the channel count from it."""
     import onnx
 
     model = onnx.load(str(path))
+    nodes = []
+    for node in model.graph.node:
+        inner = node.op_type == "Softmax" and any(a.name == "axis" and a.i != -1 for a in node.attribute)
+        nodes.extend(_softmax_nodes(node, opset) if inner else [node])
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     dims = model.graph.output[0].type.tensor_type.shape.dim
     for dim, value in zip(dims, (1, 3, "height", "width")):
         dim.Clear()
@@ -126,5 +155,5 @@ def export_onnx(
     example = _example(model.config.multiple, torch.float16 if fp16 else torch.float32)
     with atomic_output(path, overwrite) as tmp, torch.no_grad():
         _trace_to(tmp, restorer, example, opset)
-        _declare_shapes(tmp)
+        _finish_graph(tmp, opset)
     return Path(path)
