@@ -1,5 +1,8 @@
+import glob
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +120,63 @@ def test_cli_writes_refuses_to_overwrite_and_checks_steps(tmp_path, tiny_weights
     assert r.returncode == USAGE and "--steps" in r.stderr
     assert not (tmp_path / "x.onnx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+VS_SCRIPT = """
+import sys, numpy as np, vapoursynth as vs
+core = vs.core
+img = np.load(sys.argv[1])  # (h, w, 3) float32
+fmt = vs.RGBH if sys.argv[3] == "fp16" else vs.RGBS
+blank = core.std.BlankClip(width=img.shape[1], height=img.shape[0], format=fmt, length=1)
+def fill(n, f):
+    f = f.copy()
+    for p in range(3):
+        np.asarray(f[p])[:] = img[..., p]
+    return f
+clip = core.std.ModifyFrame(blank, blank, fill)
+out = core.ort.Model(clip, network_path=sys.argv[2], provider="CPU", num_streams=1)
+f = out.get_frame(0)
+np.save(sys.argv[1], np.stack([np.asarray(f[p]).astype(np.float32) for p in range(3)], axis=2))
+"""
+
+
+def python312() -> str | None:
+    """A working python3.12 (on PATH or under pyenv), or None."""
+    pyenv = sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.12*/bin/python3.12")))
+    candidates = [shutil.which("python3.12"), *pyenv]
+    for exe in filter(None, candidates):
+        if subprocess.run([exe, "-c", "import venv"], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+@pytest.fixture(scope="module")
+def vapoursynth_python(tmp_path_factory):
+    """The Python of a fresh venv with VapourSynth and vs-mlrt's ONNX Runtime plugin."""
+    exe = python312()
+    if exe is None:
+        pytest.skip("no python3.12 to build a VapourSynth venv with")
+    venv = tmp_path_factory.mktemp("vs")
+    subprocess.run([exe, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = str(venv / "bin" / "python")
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "vapoursynth", "vapoursynth-mlrt-ort", "numpy"],
+                         capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        pytest.skip(f"vapoursynth and vapoursynth-mlrt-ort did not install: {pip.stderr.strip()[-200:]}")
+    if subprocess.run([python, "-c", "import vapoursynth as vs; vs.core.ort"], capture_output=True).returncode:
+        pytest.skip("VapourSynth installed without a working core.ort")
+    return python
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_vapoursynth_core_ort_equals_debander(tmp_path, vapoursynth_python, fp16):
+    path = export_onnx(tmp_path / "deband.onnx", steps=2, strength=0.6, fp16=fp16)
+    image = banded_image(97, 131)
+    np.save(tmp_path / "frame.npy", image)
+    script = tmp_path / "run.py"
+    script.write_text(VS_SCRIPT)
+    r = subprocess.run([vapoursynth_python, str(script), str(tmp_path / "frame.npy"), str(path),
+                        "fp16" if fp16 else "fp32"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    want = Debander.load(None, "cpu", steps=2, strength=0.6, bars=False).restore(image)
+    assert np.abs(np.load(tmp_path / "frame.npy") - want).max() < (2e-2 if fp16 else 1e-4)
