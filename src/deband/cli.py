@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, OutputError
+from deband.errors import OUTPUT, RESOURCES, UNREADABLE, USAGE, DebandError, InputError, OutputError
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -264,7 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights, overwrite=args.overwrite)
     except DebandError as e:  # TRANSITIONAL: typed errors carry no exit code until main maps them
-        e.code = e.code or (OUTPUT if isinstance(e, OutputError) else UNREADABLE)
+        e.code = e.code or (OUTPUT if isinstance(e, OutputError) else UNREADABLE if isinstance(e, InputError) else 1)
         raise
     except ValueError as e:
         raise DebandError(f"deband export onnx: {e}", USAGE) from None

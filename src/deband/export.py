@@ -14,6 +14,7 @@ depends on the pixels and stays out: the graph restores the whole frame, as `--r
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from deband.checkpoint import WeightsError, load_model
-from deband.errors import InputError
+from deband.errors import DebandError, InputError
 from deband.indi import sample
 from deband.outputs import atomic_output, check_output
 
@@ -143,9 +144,12 @@ def export_onnx(
     fp16: the input and output are float16 (the arithmetic inside stays float32). weights: a
     .safetensors model, the shipped one when None. Written atomically; an existing `path` is
     replaced only with `overwrite`. Raises ValueError for settings out of range, InputError
-    for unreadable weights and the errors of `deband.outputs.atomic_output`. Returns `path`.
+    for unreadable weights, DebandError without the onnx package and the errors of
+    `deband.outputs.atomic_output`. Returns `path`.
     """
     check_settings(steps, strength, opset)
+    if importlib.util.find_spec("onnx") is None:
+        raise DebandError("exporting to ONNX needs the onnx package: pip install 'deband[onnx]'")
     check_output(path, overwrite)  # before the slow part; atomic_output checks again
     try:
         model = load_model(weights)
