@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from deband.export import export_onnx  # noqa: E402
 
-SIZES = [(37, 53), (64, 96), (97, 131)]
+SIZES = [(37, 53), (64, 96), (97, 131), (33, 47), (130, 257)]
 
 
 def banded_image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -67,6 +67,8 @@ def test_graph_has_one_input_one_output_dynamic_size(exported):
         batch, channels, height, width = kind.shape.dim
         assert (batch.dim_value, channels.dim_value) == (1, 3)
         assert height.dim_param and width.dim_param and not height.dim_value and not width.dim_value
+    props = {p.key: p.value for p in onnx.load(str(exported[2])).metadata_props}
+    assert props["deband.steps"] == "2" and props["deband.strength"] == "0.6"
     assert "Softmax" not in {node.op_type for node in graph.node}  # decomposed: ORT's inner-axis kernel is slow
 
 

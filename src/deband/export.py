@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deband.checkpoint import WeightsError, load_model
+from deband.checkpoint import DEFAULT_WEIGHTS, WeightsError, load_model
 from deband.errors import DebandError, InputError
 from deband.indi import sample
 from deband.outputs import atomic_output, check_output
@@ -106,13 +106,14 @@ def _softmax_nodes(node, opset: int) -> list:
     ]
 
 
-def _finish_graph(path: Path, opset: int) -> None:
-    """Decompose inner-axis Softmax (`_softmax_nodes`) and state the output's shape as
-    (1, 3, height, width), like the input's: the tracer leaves the output's batch and
-    channels unnamed, and runtimes read the channel count from it."""
+def _finish_graph(path: Path, opset: int, props: dict[str, str]) -> None:
+    """Decompose inner-axis Softmax (`_softmax_nodes`), state the output's shape as
+    (1, 3, height, width), like the input's (the tracer leaves the output's batch and
+    channels unnamed, and runtimes read the channel count from it), and record `props`."""
     import onnx
 
     model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, props)
     nodes = []
     for node in model.graph.node:
         inner = node.op_type == "Softmax" and any(a.name == "axis" and a.i != -1 for a in node.attribute)
@@ -128,6 +129,17 @@ def _finish_graph(path: Path, opset: int) -> None:
             dim.dim_param = value
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def _props(steps: int, strength: float, fp16: bool, weights: str | Path | None) -> dict[str, str]:
+    """What the graph does, as ONNX metadata: `deband.steps`, `deband.strength`, ..."""
+    return {
+        "deband.steps": str(steps),
+        "deband.strength": repr(float(strength)),
+        "deband.io": "float16 RGB on [0, 1]" if fp16 else "float32 RGB on [0, 1]",
+        "deband.weights": Path(weights).name if weights is not None else DEFAULT_WEIGHTS.name,
+        "deband.letterbox": "not detected: the whole frame is restored",
+    }
 
 
 def export_onnx(
@@ -159,5 +171,5 @@ def export_onnx(
     example = _example(model.config.multiple, torch.float16 if fp16 else torch.float32)
     with atomic_output(path, overwrite) as tmp, torch.no_grad():
         _trace_to(tmp, restorer, example, opset)
-        _finish_graph(tmp, opset)
+        _finish_graph(tmp, opset, _props(steps, strength, fp16, weights))
     return Path(path)
