@@ -1,0 +1,40 @@
+"""`deband export onnx`: the restorer as one graph for other runtimes (vs-mlrt, ONNX Runtime)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deband.cli.options import Parser, UsageError, int_range, strength_value
+from deband.config import DEFAULT_STEPS
+
+EPILOG_EXPORT = """examples:
+  deband export onnx deband.onnx                        2 steps, float32 RGB in and out
+  deband export onnx deband-fp16.onnx --fp16 --steps 4  float16 in and out (RGBH clips)
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser("export", help="write the restorer for other runtimes")
+    fmt = ex.add_subparsers(dest="format", required=True, parser_class=Parser)
+    onnx = fmt.add_parser("onnx", help="one ONNX graph: RGB on [0, 1] in and out, any size (vs-mlrt)",
+                          epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx.add_argument("output", type=Path, help="the .onnx file to write")
+    onnx.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
+                      help=f"INDI steps, unrolled into the graph (default {DEFAULT_STEPS})")
+    onnx.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    onnx.add_argument("--fp16", action="store_true", help="float16 input and output (float32 inside)")
+    onnx.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
+    onnx.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    onnx.set_defaults(run=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deband.export import export_onnx
+
+    try:
+        path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights, overwrite=args.overwrite)
+    except ValueError as e:
+        raise UsageError(f"deband export onnx: {e}") from None
+    print(path)
+    return 0
