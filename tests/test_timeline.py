@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import re
 import subprocess
 import sys
@@ -16,8 +17,8 @@ import pytest
 import torch
 
 from clips import make_clip
-from deband.cli import OUTPUT, UNREADABLE, USAGE, main
-from deband.errors import InputError
+from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE, main
+from deband.errors import InputError, OutputExistsError
 from deband.timeline import (
     FrameScore,
     OnlyBanded,
@@ -29,7 +30,8 @@ from deband.timeline import (
     thumbnail,
 )
 from deband.timelinereport import scenes_path, write_report
-from deband.video import VideoOptions, deband_video
+from deband.video import VideoOptions, deband_video, read_video_rgb
+from deband.video.analysis import iter_frames
 
 SIZE = (160, 120)  # CAMBI's window at this size is 3 pixels; at 64x48 it is 1 and scores 0
 SCENE = 6  # frames per scene: banded, clean, banded
@@ -162,7 +164,7 @@ def test_html_report_is_self_contained(clip, tmp_path):
     rows = re.findall(r'<tr class="(banded|clean)"><td>(\d+)</td><td>(\d+)&ndash;(\d+)</td>', page)
     assert rows == [("banded", "0", "0", "5"), ("clean", "1", "6", "11"), ("banded", "2", "12", "17")]
     (png,) = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
-    picture = av.open(__import__("io").BytesIO(base64.b64decode(png)))
+    picture = av.open(io.BytesIO(base64.b64decode(png)))
     frame = next(picture.decode(video=0))
     assert (frame.width, frame.height) == (1000, 320)
     assert not re.search(r"<(script|link)|(src|href)=\"(?!data:)", page)
@@ -171,8 +173,6 @@ def test_html_report_is_self_contained(clip, tmp_path):
 def test_report_checks_outputs_before_writing(clip, tmp_path):
     line = scan(clip)
     scenes_path(tmp_path / "t.csv").write_text("keep")
-    from deband.errors import OutputExistsError
-
     with pytest.raises(OutputExistsError):
         write_report(line, tmp_path / "t.csv")
     assert not (tmp_path / "t.csv").exists() and (tmp_path / "t-scenes.csv").read_text() == "keep"
@@ -291,3 +291,19 @@ def test_cli_video_only_banded_bad_input(tmp_path, capsys):
     assert code == UNREADABLE and len(err.strip().splitlines()) == 1, err
     code, _, err = deband_here(capsys, "video", tmp_path / "nope.mkv", "-o", tmp_path / "o.mkv", "--only-banded", "-1")
     assert code == USAGE and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_inspect_video_to_an_image_says_how(clip, tmp_path, capsys):
+    code, _, err = deband_here(capsys, "inspect", clip, "-o", tmp_path / "r.png")
+    assert code == UNSUPPORTED and ".html or" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_iter_frames_streams_what_read_video_rgb_holds(clip):
+    frames = list(iter_frames(clip))
+    assert [f.index for f in frames] == list(range(3 * SCENE))
+    assert [f.seconds for f in frames] == pytest.approx([i / 25 for i in range(3 * SCENE)])
+    assert all(f.duration == pytest.approx(1 / 25) for f in frames)
+    torch.testing.assert_close(torch.stack([f.rgb for f in frames]), read_video_rgb(clip), rtol=0, atol=0)
+    part = list(iter_frames(clip, start=0.2, duration=0.4))
+    assert [round(f.seconds * 25) for f in part] == list(range(5, 15))

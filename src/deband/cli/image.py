@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from deband.cli.options import add_restore_options, int_range, load_debander, non_negative, positive
-from deband.errors import InputError
+from deband.errors import InputError, UnsupportedError
 
 EPILOG_IMAGE = """examples:
   deband image photo.png -o photo-clean.png          16-bit PNG out (default)
@@ -91,7 +91,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from deband.images import banding_map
     from deband.io import read_image, write_image
 
-    pic = read_image(args.input)
+    try:
+        pic = read_image(args.input)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{e} (for a video, write its timeline with -o NAME.html or NAME.csv)") from None
     heat, score = banding_map(pic.rgb(), args.max_log_contrast)
     write_image(args.output, heat, overwrite=args.overwrite)
     print(f"{args.output}: CAMBI {score:.3f} (max_log_contrast {args.max_log_contrast})")
