@@ -53,6 +53,16 @@ def positive(text: str) -> float:
     return v
 
 
+def non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
 def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
                    help=f"INDI steps (default {DEFAULT_STEPS})")

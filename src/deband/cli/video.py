@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deband.cli.options import UsageError, add_restore_options, int_range, load_debander
+from deband.cli.options import UsageError, add_restore_options, int_range, load_debander, non_negative
 
 EPILOG_VIDEO = """examples:
   deband video clip.mp4 -o clip-deband.mkv                  10-bit HEVC, audio/subtitles copied
@@ -33,6 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vid.add_argument("--duration", type=float, help="process this many seconds")
     vid.add_argument("--compare", choices=["split", "side-by-side"], help="render a before/after demo")
     vid.add_argument("--batch", type=int_range(1, 64), default=4, help="frames per model call (default 4)")
+    vid.add_argument("--only-banded", type=non_negative, metavar="CAMBI",
+                     help="restore only scenes whose mean CAMBI (max_log_contrast 4) is above this; see inspect")
     add_restore_options(vid)
     vid.set_defaults(run=cmd_video)
 
@@ -48,6 +50,10 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise UsageError(f"deband video: {e}") from None
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     debander = load_debander(args)
+    if args.only_banded is not None:  # a first pass finds the banded scenes
+        from deband.timeline import only_banded
+
+        debander = only_banded(debander, args.input, args.only_banded, args.start, args.duration, sys.stderr.isatty())
     report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:

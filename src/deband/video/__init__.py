@@ -20,7 +20,8 @@ through `debander.restore_batch` a few frames at a time and writes `dst`:
   complete; removed on any error or KeyboardInterrupt. A hard kill (SIGKILL) cannot clean
   up and leaves the hidden partial file, never a truncated file under the final name.
 
-`analysis` decodes whole clips to tensors and measures flicker, for tests and benchmarks.
+`analysis` streams frames one at a time (`analysis.iter_frames`, as the pipeline sees them),
+decodes whole clips to tensors and measures flicker, for tests and benchmarks.
 """
 
 from deband.video.analysis import read_video_rgb, temporal_flicker
