@@ -33,32 +33,34 @@ def int_range(lo: int, hi: int):
     return parse
 
 
-def strength_value(text: str) -> float:
+def _number(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def strength_value(text: str) -> float:
+    """A start time t in (0, 1]."""
+    v = _number(text)
     if not 0 < v <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
     return v
 
 
 def positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    v = _number(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
     return v
 
 
 def non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= v < float("inf"):
+    v = _number(text)
+    if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
 
