@@ -34,6 +34,7 @@ UNSUPPORTED = 4  # input readable but of a kind deband does not handle
 OUTPUT = 5  # output exists, cannot be written, or the disk is full
 RESOURCES = 6  # too large for --max-pixels, out of memory
 INTERRUPTED = 130  # Ctrl-C or SIGTERM
+BROKEN_PIPE = 141  # the reader of `deband video - -o -` closed the pipe (128 + SIGPIPE)
 
 # the first entry whose type matches wins
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (

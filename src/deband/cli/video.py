@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ EPILOG_VIDEO = """examples:
   deband video clip.mp4 -o demo.mp4 --compare split         before | after demo video
   deband video clip.mp4 -o out.mp4 --codec libx264 --crf 16 H.264 High 10
   deband video clip.mp4 -o out8.mp4 --bit-depth 8           8-bit with a fixed dither
+  ffmpeg -i in.mkv -f yuv4mpegpipe -strict -1 - | deband video - -o - | x265 --y4m - -o out.hevc
+                                              - and -o -: YUV4MPEG2 from stdin to stdout
 """
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -48,6 +51,8 @@ def cmd_video(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite, seed=args.seed)
     except ValueError as e:
         raise UsageError(f"deband video: {e}") from None
+    if Path("-") in (args.input, args.output):
+        return _cmd_pipe(args, opts)
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     debander = load_debander(args)
     if args.only_banded is not None:  # a first pass finds the banded scenes
@@ -58,4 +63,23 @@ def cmd_video(args: argparse.Namespace) -> int:
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_pipe(args: argparse.Namespace, opts) -> int:
+    """`deband video - -o -`: YUV4MPEG2 from stdin to stdout; messages go to stderr. When the
+    reader of stdout goes away: one line and exit code BROKEN_PIPE (141, as for SIGPIPE)."""
+    from deband.cli import BROKEN_PIPE
+    from deband.video.y4m import deband_y4m
+
+    if args.input != Path("-") or args.output != Path("-"):
+        raise UsageError("deband video: a pipe needs both ends: `deband video - -o -` (YUV4MPEG2 in and out)")
+    debander = load_debander(args)
+    try:
+        report = deband_y4m(sys.stdin.buffer, sys.stdout.buffer, debander, opts, progress=sys.stderr.isatty())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        print("deband: the reader closed the output pipe; stopped", file=sys.stderr)
+        return BROKEN_PIPE
+    print(f"-: {report.frames_out} frames, {report.fps:.2f} frames/s", file=sys.stderr)
     return 0

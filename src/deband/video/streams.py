@@ -1,8 +1,9 @@
 """Containers and streams: open and probe the input, set up the output, copy what is not video.
 
-The output video stream keeps the input's time base, colour tags, aspect ratio, rotation,
-metadata and disposition; every other stream (audio, subtitles, data) is set up for packets
-copied byte for byte. Container metadata and chapters are carried over, less what describes
+The output video stream keeps the input's time base, colour tags, HDR mastering display and
+content light level (as encoder SEI, `hdr`), aspect ratio, rotation, metadata and
+disposition; every other stream (audio, subtitles, data) is set up for packets copied byte
+for byte. Container metadata and chapters are carried over, less what describes
 the old file. `Span` is the selected time range; every stream is trimmed and shifted by it.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from deband.errors import InputError, OutputError, UnsupportedError
 from deband.video.colour import Colour, colour_of, family_of, native
+from deband.video.hdr import HdrMetadata
 from deband.video.options import VideoOptions
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Probe:
     family: str  # "420" | "422" | "444" of the (native) input
     colour: Colour
     display_matrix: list[int] | None
+    hdr: HdrMetadata | None = None  # mastering display / content light level
 
     @property
     def out_family(self) -> str:
@@ -88,7 +91,8 @@ def probe(src: Path) -> Probe:
                 frame = native(frames[0])
                 sd = frames[0].side_data.get("DISPLAYMATRIX")
                 matrix = np.frombuffer(bytes(sd), "<i4").tolist() if sd is not None else None
-                return Probe(frame.width, frame.height, family_of(frame), colour_of(frame), matrix)
+                hdr = HdrMetadata.of_frame(frames[0])
+                return Probe(frame.width, frame.height, family_of(frame), colour_of(frame), matrix, hdr)
     raise InputError(f"{src}: the video stream has no decodable frames")
 
 
@@ -213,11 +217,15 @@ def _clean_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not _DROP_TAGS.match(k)}
 
 
-def _encoder_options(options: VideoOptions) -> dict[str, str]:
+def _encoder_options(options: VideoOptions, hdr: HdrMetadata | None = None) -> dict[str, str]:
+    sei = hdr.encoder_params(options.codec) if hdr is not None else []
     if options.codec == "libx265":
-        return {"crf": str(options.crf), "preset": options.preset, "x265-params": "log-level=error"}
+        params = ":".join(["log-level=error", *sei])
+        return {"crf": str(options.crf), "preset": options.preset, "x265-params": params}
     if options.codec == "libx264":
-        return {"crf": str(options.crf), "preset": options.preset}
+        return {"crf": str(options.crf), "preset": options.preset} | ({"x264-params": ":".join(sei)} if sei else {})
+    if hdr is not None:
+        log.warning("ffv1 output cannot carry the HDR mastering display / content light level; only the tags are kept")
     return {"level": "3", "slicecrc": "1"}  # ffv1
 
 
@@ -229,7 +237,7 @@ def _add_video(
     if family != probe.family:
         log.info("%dx%d does not fit %s chroma; writing 4:4:4", probe.width, probe.height, probe.family)
     rate = src_stream.average_rate or src_stream.guessed_rate or Fraction(25)
-    vs = out.add_stream(options.codec, rate=rate, options=_encoder_options(options))
+    vs = out.add_stream(options.codec, rate=rate, options=_encoder_options(options, probe.hdr))
     vs.width = probe.width * (2 if options.compare == "side-by-side" else 1)
     vs.height, vs.pix_fmt = probe.height, f"yuv{family}p" + ("10le" if options.bit_depth == 10 else "")
     vs.time_base = vs.codec_context.time_base = src_stream.time_base
