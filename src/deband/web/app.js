@@ -141,6 +141,8 @@ function link(a, href) {
 
 function setStatus(text) { $("status").textContent = text; }
 
+function formatPixels(n) { return n >= 1e6 ? `${Math.round(n / 1e6)} MP` : `${n} pixels`; }
+
 function formatBytes(n) { return n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(0)} MB` : `${(n / 1024).toFixed(0)} KB`; }
 
 // The stage takes the image's aspect ratio, as large as the viewport allows.
@@ -214,8 +216,8 @@ async function loadLimits() {
   try {
     const response = await fetch("/api/limits");
     state.limits = await response.json();
-    $("limits").textContent = `Up to ${formatBytes(state.limits.max_upload_bytes)} and ` +
-      `${(state.limits.max_pixels / 1e6).toFixed(0)} megapixels each.`;
+    $("limits").textContent = `up to ${formatBytes(state.limits.max_upload_bytes)} and ` +
+      `${formatPixels(state.limits.max_pixels)} each`;
     const steps = state.limits.steps.default, strength = state.limits.strength.default;
     $("steps").value = $("steps-range").value = steps;
     $("strength").value = $("strength-range").value = strength;
