@@ -12,6 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason="the web extra (fastapi, uvicorn, python-multipart) is not installed")
 pytest.importorskip("multipart", reason="python-multipart is not installed")
@@ -168,6 +169,39 @@ def test_concurrent_clients_get_their_own_images(client, tmp_path):
         assert np.sign(row[-1] - row[0]) == direction
 
 
+class SlowIdentity(torch.nn.Module):
+    """A model that returns its input after a pause, and counts how many run at once."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.running, self.most = seconds, 0, 0
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        time.sleep(self.seconds)
+        self.running -= 1
+        return x
+
+
+def test_restores_run_one_at_a_time_off_the_event_loop(tmp_path):
+    model = SlowIdentity(0.6)
+    with TestClient(create_app(Debander(model=model, steps=1))) as c:
+        data = banded_png(tmp_path)
+        threads = [threading.Thread(target=post, args=(c, data)) for _ in range(2)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(0.2)  # the first restore is under way
+        asked = time.monotonic()
+        assert c.get("/api/limits").status_code == 200
+        answered = time.monotonic() - asked
+        for t in threads:
+            t.join(30)
+    assert answered < 0.3  # the page's other requests are not held up by a restore
+    assert model.most == 1 and time.monotonic() - start >= 1.2  # two restores, one after the other
+
+
 def test_page_and_its_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -196,25 +230,41 @@ def test_store_is_bounded_and_expires():
 # --- the command: a real server process ---------------------------------------------------
 
 def start_server(*args: str, deadline: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """`deband serve --port 0 ...` in a process of its own; returns it and its URL once it answers."""
+    """`deband serve --port 0 ...` in a process of its own; returns it and its URL once it answers.
+
+    What it says on stderr is collected in `proc.said` (lines) by a reader thread, `proc.reader`.
+    """
     cmd = [sys.executable, "-m", "deband.cli", "serve", "--port", "0", "--device", "cpu", *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc.said = []
+    proc.reader = threading.Thread(target=lambda: proc.said.extend(proc.stderr), daemon=True)
+    proc.reader.start()
     end = time.monotonic() + deadline
-    line = ""
-    while time.monotonic() < end and "serving http" not in line:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode}")
-    url = re.search(r"http://\S+/", line).group(0)
+    url = None
     while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url + "api/limits", timeout=5) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.1)
+        found = re.search(r"serving (http://\S+/)", "".join(proc.said))
+        if found and url is None:
+            url = found.group(1)
+        if url is not None:
+            try:
+                with urllib.request.urlopen(url + "api/limits", timeout=5) as r:
+                    if r.status == 200:
+                        return proc, url
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}: {''.join(proc.said)}")
+        time.sleep(0.1)
     proc.kill()
-    raise AssertionError("the server did not answer in time")
+    raise AssertionError(f"the server did not answer in {deadline} s: {''.join(proc.said)}")
+
+
+def stopped(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    """Send sig; (exit status, all it said on stderr)."""
+    os.kill(proc.pid, sig)
+    code = proc.wait(30)
+    proc.reader.join(10)
+    return code, "".join(proc.said)
 
 
 @pytest.fixture
@@ -245,19 +295,15 @@ def test_real_server_answers_on_loopback(server, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stops_cleanly_on_signals(server, sig):
     proc, _ = server
-    os.kill(proc.pid, sig)
-    assert proc.wait(30) == 130
-    assert "deband: server stopped" in proc.stderr.read()
+    code, said = stopped(proc, sig)
+    assert code == 130 and said.endswith("deband: server stopped\n") and "Traceback" not in said
 
 
 def test_other_hosts_are_warned_about(tiny_weights):
-    proc, url = start_server("--weights", str(tiny_weights), "--host", "0.0.0.0")
-    try:
-        assert url.startswith("http://0.0.0.0:")
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    assert proc.returncode == 130
+    proc, url = start_server("--weights", str(tiny_weights), "--host", "127.0.0.2")  # still loopback
+    code, said = stopped(proc, signal.SIGTERM)
+    assert url.startswith("http://127.0.0.2:") and code == 130
+    assert "deband: warning: listening on 127.0.0.2: anyone who can reach it" in said
 
 
 def test_busy_port_is_a_usage_error(server, tiny_weights):

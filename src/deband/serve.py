@@ -207,12 +207,8 @@ def _disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def create_app(debander: Debander, options: ServeOptions = ServeOptions()) -> FastAPI:  # noqa: B008
-    """The FastAPI application around one loaded `debander` (its steps/strength are defaults)."""
-    app = FastAPI(title="deband", docs_url=None, redoc_url=None, openapi_url=None)
-    store = ResultStore(options.keep_bytes, options.keep_seconds)
-    restore_lock = threading.Lock()
-    app.state.store = store
+def _add_guards(app: FastAPI, options: ServeOptions) -> None:
+    """Errors as one line of JSON, the upload size limit, and headers that keep the page local."""
     too_large = f"upload larger than the limit of {options.max_upload_bytes / 2**20:.3g} MB"
 
     @app.exception_handler(HTTPException)
@@ -230,6 +226,26 @@ def create_app(debander: Debander, options: ServeOptions = ServeOptions()) -> Fa
     @app.exception_handler(DebandError)
     async def user_error(request, exc: DebandError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+
+    @app.middleware("http")
+    async def guard(request, call_next):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > options.max_upload_bytes:  # refused before it is read
+            response = JSONResponse({"error": too_large}, status_code=413)
+        else:  # a body without a declared length is counted as it comes (the route's max_body_size)
+            response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def create_app(debander: Debander, options: ServeOptions = ServeOptions()) -> FastAPI:  # noqa: B008
+    """The FastAPI application around one loaded `debander` (its steps/strength are defaults)."""
+    app = FastAPI(title="deband", docs_url=None, redoc_url=None, openapi_url=None)
+    store = ResultStore(options.keep_bytes, options.keep_seconds)
+    restore_lock = threading.Lock()  # one restore at a time: the CPU is small, memory bounded
+    _add_guards(app, options)
 
     @app.get("/api/limits")
     def limits() -> dict:
@@ -267,18 +283,6 @@ def create_app(debander: Debander, options: ServeOptions = ServeOptions()) -> Fa
         if download:
             headers["Content-Disposition"] = _disposition(stem + DOWNLOAD_SUFFIXES[name])
         return Response(result.files[name], media_type="image/png", headers=headers)
-
-    @app.middleware("http")
-    async def guard(request, call_next):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > options.max_upload_bytes:  # refused before it is read
-            response = JSONResponse({"error": too_large}, status_code=413)
-        else:  # a body without a declared length is counted as it comes (max_body_size)
-            response = await call_next(request)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
 
     @app.get("/")
     def index() -> FileResponse:
