@@ -72,7 +72,7 @@ def describe(error: DebandError) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each command module adds its own subcommands."""
-    from deband.cli import export, image, train, video
+    from deband.cli import export, image, serve, train, video
 
     p = Parser(prog="deband", description="Remove banding from images and videos.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_parsers(sub)
     train.add_parsers(sub)
     export.add_parsers(sub)
+    serve.add_parsers(sub)
     return p
 
 
