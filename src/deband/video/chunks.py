@@ -23,7 +23,7 @@ from pathlib import Path
 
 import av
 
-from deband.errors import InputError
+from deband.errors import InputError, OutputError
 from deband.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
@@ -134,6 +134,15 @@ def count_frames(path: Path) -> int | None:
 
 
 # ----------------------------------------------------------------------------- join
+
+
+def check_container(dst: Path) -> None:
+    """OutputError now, not after the chunks, when FFmpeg writes no container of dst's suffix
+    (an output opened without streams creates no file)."""
+    try:
+        av.open(str(dst.parent / f".{dst.name}.check{dst.suffix}"), "w").close()
+    except (ValueError, av.FFmpegError) as e:
+        raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})") from e
 
 
 def join_chunks(

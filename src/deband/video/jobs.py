@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from deband.errors import OutputError
 from deband.outputs import atomic_output
-from deband.video.chunks import ChunkResult, encode_chunk, join_chunks, plan_chunks, scan_keyframes
+from deband.video.chunks import ChunkResult, check_container, encode_chunk, join_chunks, plan_chunks, scan_keyframes
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import check_paths
 from deband.video.resume import WorkFolder, work_key
@@ -71,11 +71,12 @@ def deband_video_chunked(
     """Deband `src` into `dst` chunk by chunk, resuming an interrupted run of the same job.
 
     Same arguments, output and errors as `deband_video`, plus `chunking`. The work folder
-    is removed once dst is written; after an error or interrupt it is kept when it holds
-    finished chunks, for the next run.
+    is removed once dst is written, and after an error; after KeyboardInterrupt (Ctrl-C,
+    SIGTERM) it is kept when it holds finished chunks, for the next run.
     """
     options, chunking = options or VideoOptions(), chunking or ChunkOptions()
     src, dst = check_paths(src, dst, options.overwrite)
+    check_container(dst)
     t0 = time.perf_counter()
     info = probe(src)
     keys, span = scan_keyframes(src, options)
@@ -84,17 +85,21 @@ def deband_video_chunked(
     report = VideoReport()
     try:
         todo = [i for i in range(len(plan)) if i not in work.verified()]
-        log.info("%s: %d chunk(s), %d to make in %s", src.name, len(plan), len(todo), work.path.name)
+        if len(todo) < len(plan):
+            log.info("%s: resuming, %d of %d chunks already made", src.name, len(plan) - len(todo), len(plan))
         job = Job(src, work, debander, options, info)
         with tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk", disable=not progress) as bar:
             _make_chunks(job, todo, chunking.jobs, lambda r: _finished(work, report, bar, r))
         with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
             report.frames_out = join_chunks(src, tmp, dst, work.files(), keys, info, options)
-    except OSError as e:  # disk full, no permission: name dst, not a temporary file
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: keep finished chunks for the next run
         _keep_if_useful(work)
+        raise
+    except OSError as e:  # disk full, no permission: name dst, not a temporary file
+        work.remove()
         raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
     except BaseException:
-        _keep_if_useful(work)
+        work.remove()
         raise
     work.remove()
     report.total_s = time.perf_counter() - t0

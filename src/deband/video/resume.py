@@ -57,7 +57,7 @@ def restorer_identity(restorer: Restorer) -> dict:
     h = hashlib.sha256()
     for name, tensor in sorted(restorer.model.state_dict().items()):
         h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     settings = {f.name: getattr(restorer, f.name) for f in dataclasses.fields(restorer) if f.name != "model"}
     settings["device"] = torch.device(settings["device"]).type
     return {"weights_sha256": h.hexdigest(), **settings}
