@@ -23,7 +23,7 @@ from pathlib import Path
 
 import av
 
-from deband.errors import InputError, OutputError
+from deband.errors import InputError
 from deband.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
@@ -136,13 +136,12 @@ def count_frames(path: Path) -> int | None:
 # ----------------------------------------------------------------------------- join
 
 
-def check_container(dst: Path) -> None:
-    """OutputError now, not after the chunks, when FFmpeg writes no container of dst's suffix
-    (an output opened without streams creates no file)."""
-    try:
-        av.open(str(dst.parent / f".{dst.name}.check{dst.suffix}"), "w").close()
-    except (ValueError, av.FFmpegError) as e:
-        raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})") from e
+def check_container(src: Path, dst: Path, info: Probe, options: VideoOptions) -> None:
+    """Set up dst's streams without writing anything, so that a container that cannot hold
+    them (OutputError) is refused now, not after the chunks. No file is created: the
+    output is closed before its header is written."""
+    with open_streams(src, dst.parent / f".{dst.name}.check{dst.suffix}", dst, info, options):
+        pass
 
 
 def join_chunks(

@@ -76,9 +76,9 @@ def deband_video_chunked(
     """
     options, chunking = options or VideoOptions(), chunking or ChunkOptions()
     src, dst = check_paths(src, dst, options.overwrite)
-    check_container(dst)
     t0 = time.perf_counter()
     info = probe(src)
+    check_container(src, dst, info, options)
     keys, span = scan_keyframes(src, options)
     plan = plan_chunks(keys, span, chunking.seconds)
     work = WorkFolder.open(dst, work_key(src, options, chunking.seconds, debander), plan, chunking.fresh)
