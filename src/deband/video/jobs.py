@@ -10,10 +10,12 @@ until the join is complete.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -34,6 +36,7 @@ from deband.video.streams import Probe, probe
 log = logging.getLogger(__name__)
 
 _TIMES = ("decode_s", "model_s", "encode_s")
+_PR_SET_PDEATHSIG = 1  # prctl option: a signal sent to this process when its parent dies
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,11 @@ def _chunk(job: Job, index: int) -> ChunkResult:
 
 
 def _init_worker(threads: int) -> None:
-    """In each worker: Ctrl-C is left to the parent (which stops the workers); its share of
-    the cores."""
+    """In each worker: Ctrl-C is left to the parent (which stops the workers), a worker dies
+    with its parent (kill -9 of the command, Linux only), and takes its share of the cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     torch.set_num_threads(threads)
 
 
