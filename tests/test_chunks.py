@@ -255,17 +255,18 @@ def test_two_jobs_give_the_frames_of_one(gop5, tmp_path, identity):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weights):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weights, jobs):
     src = make_clip(tmp_path / "in.mp4", n=200, gop=5)
     out = tmp_path / "out"
     out.mkdir()
     dst = out / "out.mkv"
     cmd = [sys.executable, "-m", "deband.cli", "video", str(src), "-o", str(dst), "--weights", str(tiny_weights),
-           "--chunk", "0.2", "--steps", "20", "--codec", "ffv1"]
+           "--chunk", "0.2", "--steps", "20", "--codec", "ffv1", "--jobs", str(jobs)]
     proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not list(out.glob(".*.deband-work-*/chunk-00000.mp4")):
+        while not list(out.glob(".*.deband-work-*/" + MANIFEST)):  # a chunk is finished and recorded
             assert proc.poll() is None, f"the command ended early: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "no chunk was finished"
             time.sleep(0.02)

@@ -14,6 +14,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import time
@@ -58,7 +59,7 @@ class Job:
 
     src: Path
     work: WorkFolder
-    restorer: Restorer
+    restorer: Restorer | None  # None on its way to a worker, which gets it pickled
     options: VideoOptions
     info: Probe
 
@@ -134,12 +135,13 @@ def _make_chunks(job: Job, todo: list[int], jobs: int, done: Callable[[ChunkResu
             done(_chunk(job, i))
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    job = replace(job, options=replace(job.options, threads=threads))
+    blob = pickle.dumps(job.restorer)  # plain bytes: no file descriptors shared with workers
+    job = replace(job, restorer=None, options=replace(job.options, threads=threads))
     pool = ProcessPoolExecutor(
         min(jobs, len(todo)), multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
     )
     try:
-        pending = {pool.submit(_chunk, job, i) for i in todo}
+        pending = {pool.submit(_chunk_in_worker, job, blob, i) for i in todo}
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             for future in finished:
@@ -155,6 +157,10 @@ def _chunk(job: Job, index: int) -> ChunkResult:
     return encode_chunk(
         job.src, job.work.chunk_path(index), index, job.restorer, job.options, job.info, job.work.plan[index]
     )
+
+
+def _chunk_in_worker(job: Job, restorer: bytes, index: int) -> ChunkResult:
+    return _chunk(replace(job, restorer=pickle.loads(restorer)), index)
 
 
 def _init_worker(threads: int) -> None:
@@ -177,3 +183,4 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+    pool.shutdown(wait=True)  # the pool's thread sees the workers gone and frees its queues
