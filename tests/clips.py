@@ -62,12 +62,14 @@ def make_clip(
     rotation: int | None = None,
     chapters: bool = False,
     planes=planes_for,
+    gop: int | None = None,
 ) -> Path:
     """Write a clip at 25 frames/s: n frames, optional AAC/Opus tracks and a SubRip track.
 
     path's suffix picks the container (.h264: a raw Annex B stream). tags: (primaries, trc,
     colorspace, range) as FFmpeg enums (0/2 = unspecified). planes(i, w, h, pix_fmt) gives
-    frame i as 8-bit code planes."""
+    frame i as 8-bit code planes; gop: frames
+    from one keyframe to the next (default: the encoder's)."""
     w, h = size
     with av.open(str(path), "w") as out:
         out.metadata["title"] = "test clip"
@@ -80,6 +82,8 @@ def make_clip(
             )
         vs = out.add_stream(codec, rate=25, options={"preset": "ultrafast"} if "lib" in codec else {})
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        if gop is not None:
+            vs.codec_context.gop_size = gop
         if time_base is not None:
             vs.time_base = vs.codec_context.time_base = time_base
         vs.color_primaries, vs.color_trc, vs.colorspace, vs.color_range = tags

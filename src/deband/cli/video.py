@@ -17,6 +17,12 @@ EPILOG_VIDEO = """examples:
   deband video clip.mp4 -o out8.mp4 --bit-depth 8           8-bit with a fixed dither
   ffmpeg -i in.mkv -f yuv4mpegpipe -strict -1 - | deband video - -o - | x265 --y4m - -o out.hevc
                                               - and -o -: YUV4MPEG2 from stdin to stdout
+  deband video film.mkv -o film-deband.mkv --jobs 2         two chunks at a time; rerun to resume
+  deband video films/ -o debanded/                          every video of a folder
+
+Long videos are made in chunks of about 30 s cut at keyframes, kept in a hidden work folder
+beside the output until joined: after Ctrl-C, a kill or a power cut, the same command
+carries on where it stopped (--fresh starts over).
 """
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -25,8 +31,9 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     vid = sub.add_parser("video", help="deband a video file", epilog=EPILOG_VIDEO,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    vid.add_argument("input", type=Path, help="video file (anything FFmpeg decodes)")
-    vid.add_argument("-o", "--output", type=Path, required=True, help="output file (.mkv, .mp4, .mov)")
+    vid.add_argument("input", type=Path, help="video file (anything FFmpeg decodes) or a folder of them")
+    vid.add_argument("-o", "--output", type=Path, required=True,
+                     help="output file (.mkv, .mp4, .mov), or folder when the input is one")
     vid.add_argument("--codec", choices=["libx265", "libx264", "ffv1"], default="libx265")
     vid.add_argument("--crf", type=int_range(0, 51), default=18, help="quality, lower is better (default 18)")
     vid.add_argument("--preset", default="medium", choices=PRESETS, metavar="PRESET",
@@ -38,28 +45,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vid.add_argument("--batch", type=int_range(1, 64), default=4, help="frames per model call (default 4)")
     vid.add_argument("--only-banded", type=non_negative, metavar="CAMBI",
                      help="restore only scenes whose mean CAMBI (max_log_contrast 4) is above this; see inspect")
+    vid.add_argument("--chunk", type=non_negative, default=30.0, metavar="SECONDS",
+                     help="chunk length, cut at keyframes; 0: one chunk (default 30)")
+    vid.add_argument("--jobs", type=int_range(1, 64), default=1, help="chunks made at once (default 1)")
+    vid.add_argument("--fresh", action="store_true", help="discard what an interrupted run left and start over")
     add_restore_options(vid)
     vid.set_defaults(run=cmd_video)
 
 
 def cmd_video(args: argparse.Namespace) -> int:
     from deband.video import VideoOptions, check_paths, deband_video
+    from deband.video.jobs import ChunkOptions, deband_video_chunked
 
     try:
         opts = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, bit_depth=args.bit_depth,
                             start=args.start, duration=args.duration, compare=args.compare, batch=args.batch,
                             overwrite=args.overwrite, seed=args.seed)
+        chunking = ChunkOptions(seconds=args.chunk, jobs=args.jobs, fresh=args.fresh)
     except ValueError as e:
         raise UsageError(f"deband video: {e}") from None
     if Path("-") in (args.input, args.output):
         return _cmd_pipe(args, opts)
+    if args.input.is_dir():
+        return _cmd_library(args, opts, chunking)
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     debander = load_debander(args)
-    if args.only_banded is not None:  # a first pass finds the banded scenes
+    if args.only_banded is not None:  # a first pass finds the banded scenes; then one pass in order
         from deband.timeline import only_banded
 
         debander = only_banded(debander, args.input, args.only_banded, args.start, args.duration, sys.stderr.isatty())
-    report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
+        report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
+    else:
+        report = deband_video_chunked(args.input, args.output, debander, opts, chunking, progress=sys.stderr.isatty())
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)
@@ -83,3 +100,26 @@ def _cmd_pipe(args: argparse.Namespace, opts) -> int:
         return BROKEN_PIPE
     print(f"-: {report.frames_out} frames, {report.fps:.2f} frames/s", file=sys.stderr)
     return 0
+
+
+def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
+    """A folder: every video in it, then a summary table; the highest failure's exit code."""
+    from deband.cli import describe, exit_code
+    from deband.errors import DebandError, OutputError
+    from deband.video.library import deband_library
+
+    if args.output.is_file():
+        raise OutputError(f"{args.output}: is a file; give a folder for the outputs of a folder")
+    report = deband_library(args.input, args.output, load_debander(args), opts, chunking,
+                            progress=sys.stderr.isatty())
+    rows = [("done", src, f"{r.frames_out} frames, {r.fps:.2f} frames/s -> {dst}") for src, dst, r in report.done]
+    rows += [("failed", src, describe(e) if isinstance(e, DebandError) else str(e)) for src, e in report.failed]
+    rows += [("skipped", src, f"{dst} exists (--overwrite replaces it)") for src, dst in report.skipped]
+    width = max(len(src.name) for _, src, _ in rows)
+    for status, src, detail in rows:
+        print(f"{status:8} {src.name:{width}}  {detail}")
+    total = len(rows)
+    print(f"{len(report.done)} done, {len(report.failed)} failed, {len(report.skipped)} skipped of {total}")
+    for _, e in report.failed:
+        print(f"deband: error: {describe(e) if isinstance(e, DebandError) else e}", file=sys.stderr)
+    return max((exit_code(e) for _, e in report.failed), default=0)

@@ -35,6 +35,7 @@ class VideoOptions:
     batch: int = 4  # frames per restore_batch call
     overwrite: bool = False  # replace an existing dst
     seed: int = 0  # seed of the dither pattern (the same for every frame)
+    threads: int = 0  # encoder threads (x265 pools and frame threads); 0: the encoder decides
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -49,6 +50,8 @@ class VideoOptions:
             raise ValueError("batch must be at least 1")
         if self.start is not None and self.start < 0:
             raise ValueError("start must be >= 0 seconds")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be > 0 seconds")
 

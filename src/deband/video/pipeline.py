@@ -33,7 +33,7 @@ from deband.video.colour import (
     planes_to_rgb,
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
-from deband.video.streams import Probe, Streams, open_streams, probe, repair_dts
+from deband.video.streams import Probe, Span, Streams, open_streams, probe, repair_dts
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class VideoPath:
         return planes, x
 
 
-def _copy_packet(streams: Streams, packet: av.Packet) -> bool:
+def copy_packet(streams: Streams, packet: av.Packet) -> bool:
     """Remux one packet of a copied stream, untouched but for the range shift.
     True when it lies past the range end (it is then dropped)."""
     if packet.dts is None:  # the empty flush packet demux yields at the end
@@ -232,24 +232,41 @@ def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
             past = video.feed(packet)
         else:
             with report.timing("encode_s"):
-                past = _copy_packet(s, packet)
+                past = copy_packet(s, packet)
         if past:
             awaited.discard(packet.stream.index)
     video.finish()
 
 
 def _write(
-    src: Path, tmp: Path, dst: Path, restorer: Restorer, options: VideoOptions, info: Probe, progress: bool
+    src: Path,
+    tmp: Path,
+    dst: Path,
+    restorer: Restorer,
+    options: VideoOptions,
+    info: Probe,
+    progress: bool,
+    span: Span | None = None,
 ) -> VideoReport:
-    """Open both containers, set up streams and run everything into `tmp`."""
+    """Open both containers, set up streams and run everything into `tmp` (the video of
+    `span` alone when one is given)."""
     t0 = time.perf_counter()
     report = VideoReport()
-    with open_streams(src, tmp, dst, info, options) as streams:
+    with open_streams(src, tmp, dst, info, options, span=span, video_only=span is not None) as streams:
         total = streams.span.expected_frames(streams.inp, streams.video)
         with tqdm(total=total, unit="frame", disable=not progress, desc=src.name) as bar:
             _run(streams, VideoPath(streams, restorer, info, options, report, bar), report)
     report.total_s = time.perf_counter() - t0
     return report
+
+
+def encode_piece(
+    src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
+) -> VideoReport:
+    """Deband and encode only the video frames inside `span` into `tmp` (its container from
+    its suffix), timestamps shifted by `span`'s zero; nothing else is copied. The caller
+    owns tmp (see `deband.video.chunks`)."""
+    return _write(src, tmp, tmp, restorer, options, info, False, span)
 
 
 def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:

@@ -101,10 +101,13 @@ def probe(src: Path) -> Probe:
 
 @dataclass(frozen=True)
 class Span:
-    """The selected range [lo, hi) in absolute seconds; None: from the start / to the end."""
+    """The selected range [lo, hi) in absolute seconds; None: from the start / to the end.
+    zero: the time that becomes 0 in the output (None: lo); a chunk of a longer range keeps
+    the whole range's zero."""
 
     lo: Fraction | None = None
     hi: Fraction | None = None
+    zero: Fraction | None = None
 
     @classmethod
     def select(
@@ -124,8 +127,9 @@ class Span:
         return self.hi is not None and t >= self.hi
 
     def shift(self, time_base: Fraction) -> int:
-        """The range start in ticks of `time_base` (subtracted from every timestamp)."""
-        return 0 if self.lo is None else round(self.lo / time_base)
+        """The output's zero in ticks of `time_base` (subtracted from every timestamp)."""
+        zero = self.lo if self.zero is None else self.zero
+        return 0 if zero is None else round(zero / time_base)
 
     def expected_frames(self, inp: av.container.InputContainer, video: av.video.stream.VideoStream) -> int | None:
         """Frame count for the progress bar: stream.frames, else duration x rate; None if unknown."""
@@ -183,10 +187,23 @@ class Streams:
 
 
 @contextmanager
-def open_streams(src: Path, tmp: Path, dst: Path, probe: Probe, options: VideoOptions) -> Iterator[Streams]:
+def open_streams(
+    src: Path,
+    tmp: Path,
+    dst: Path,
+    probe: Probe,
+    options: VideoOptions,
+    span: Span | None = None,
+    video_only: bool = False,
+    video_from: av.video.stream.VideoStream | None = None,
+) -> Iterator[Streams]:
     """Open src and tmp (written as dst's container), set up every output stream, metadata
     and chapters. Both containers are closed on the way out; on an error the output is
-    closed quietly (the caller deletes tmp)."""
+    closed quietly (the caller deletes tmp).
+
+    span: the range (default: from options); video_only: no other stream, metadata or
+    chapters (a chunk); video_from: copy packets of this already encoded stream instead of
+    encoding (joining chunks)."""
     with open_input(src) as inp:
         video = video_stream(inp)
         video.thread_type = "AUTO"
@@ -197,11 +214,12 @@ def open_streams(src: Path, tmp: Path, dst: Path, probe: Probe, options: VideoOp
         except (ValueError, av.FFmpegError) as e:
             raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})") from e
         try:
-            span = Span.select(inp, video, options)
-            vout = _add_video(out, video, probe, options)
-            copies = _add_copies(out, inp, video, dst)
-            out.metadata.update(_clean_tags(inp.metadata))
-            out.set_chapters(_chapters(inp, span.lo or Fraction(0), span.hi))
+            span = span or Span.select(inp, video, options)
+            vout = _add_video(out, video, probe, options, video_from)
+            copies = {} if video_only else _add_copies(out, inp, video, dst)
+            if not video_only:
+                out.metadata.update(_clean_tags(inp.metadata))
+                out.set_chapters(_chapters(inp, span.lo or Fraction(0), span.hi))
             yield Streams(inp, out, video, vout, copies, span)
         except BaseException:
             try:
@@ -219,27 +237,39 @@ def _clean_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def _encoder_options(options: VideoOptions, hdr: HdrMetadata | None = None) -> dict[str, str]:
     sei = hdr.encoder_params(options.codec) if hdr is not None else []
+    t = options.threads
     if options.codec == "libx265":
-        params = ":".join(["log-level=error", *sei])
+        pools = [f"pools={t}", f"frame-threads={t}"] if t else []
+        params = ":".join(["log-level=error", *pools, *sei])
         return {"crf": str(options.crf), "preset": options.preset, "x265-params": params}
     if options.codec == "libx264":
-        return {"crf": str(options.crf), "preset": options.preset} | ({"x264-params": ":".join(sei)} if sei else {})
+        return ({"crf": str(options.crf), "preset": options.preset} | ({"threads": str(t)} if t else {})
+                | ({"x264-params": ":".join(sei)} if sei else {}))
     if hdr is not None:
         log.warning("ffv1 output cannot carry the HDR mastering display / content light level; only the tags are kept")
     return {"level": "3", "slicecrc": "1"}  # ffv1
 
 
 def _add_video(
-    out: av.container.OutputContainer, src_stream: av.video.stream.VideoStream, probe: Probe, options: VideoOptions
+    out: av.container.OutputContainer,
+    src_stream: av.video.stream.VideoStream,
+    probe: Probe,
+    options: VideoOptions,
+    template: av.video.stream.VideoStream | None = None,
 ) -> av.video.stream.VideoStream:
-    """The encoded output video stream, in the input's time base, with its colour tags."""
+    """The encoded output video stream (or one copying `template`'s packets), in the input's
+    time base, with its colour tags."""
     family = probe.out_family
-    if family != probe.family:
+    if family != probe.family and template is None:
         log.info("%dx%d does not fit %s chroma; writing 4:4:4", probe.width, probe.height, probe.family)
     rate = src_stream.average_rate or src_stream.guessed_rate or Fraction(25)
-    vs = out.add_stream(options.codec, rate=rate, options=_encoder_options(options, probe.hdr))
-    vs.width = probe.width * (2 if options.compare == "side-by-side" else 1)
-    vs.height, vs.pix_fmt = probe.height, f"yuv{family}p" + ("10le" if options.bit_depth == 10 else "")
+    if template is not None:
+        vs = out.add_stream_from_template(template)
+        vs.codec_context.framerate = rate  # Matroska's default frame duration comes from it
+    else:
+        vs = out.add_stream(options.codec, rate=rate, options=_encoder_options(options, probe.hdr))
+        vs.width = probe.width * (2 if options.compare == "side-by-side" else 1)
+        vs.height, vs.pix_fmt = probe.height, f"yuv{family}p" + ("10le" if options.bit_depth == 10 else "")
     vs.time_base = vs.codec_context.time_base = src_stream.time_base
     probe.colour.tag(vs)
     if src_stream.sample_aspect_ratio:

@@ -1,0 +1,186 @@
+"""A resumable chunked run: plan, deband the chunks not yet done (in worker processes when
+asked), join, tidy up.
+
+`deband_video_chunked` gives the same file as `deband_video` (up to the encoder's choices
+at chunk starts, see `deband.video.chunks`) but can be stopped at any moment, Ctrl-C,
+SIGTERM, kill -9 or a power cut, and rerun: only chunks without a verified file in the work
+folder (`deband.video.resume`) are made again. Nothing stands under the output's name
+until the join is complete.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from deband.errors import OutputError
+from deband.outputs import atomic_output
+from deband.video.chunks import ChunkResult, check_container, encode_chunk, join_chunks, plan_chunks, scan_keyframes
+from deband.video.options import Restorer, VideoOptions, VideoReport
+from deband.video.pipeline import check_paths
+from deband.video.resume import WorkFolder, work_key
+from deband.video.streams import Probe, probe
+
+log = logging.getLogger(__name__)
+
+_TIMES = ("decode_s", "model_s", "encode_s")
+_PR_SET_PDEATHSIG = 1  # prctl option: a signal sent to this process when its parent dies
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    seconds: float = 30.0  # chunk length aimed at, cut at the nearest keyframes; 0: one chunk
+    jobs: int = 1  # chunks made at once, each in a worker process with cores // jobs threads
+    fresh: bool = False  # discard what an earlier run of the same job left
+
+    def __post_init__(self) -> None:
+        if not self.seconds >= 0:
+            raise ValueError(f"chunk length must be >= 0 seconds, got {self.seconds}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every chunk of one run shares."""
+
+    src: Path
+    work: WorkFolder
+    restorer: Restorer | None  # None on its way to a worker, which gets it pickled
+    options: VideoOptions
+    info: Probe
+
+
+def deband_video_chunked(
+    src: str | Path,
+    dst: str | Path,
+    debander: Restorer,
+    options: VideoOptions | None = None,
+    chunking: ChunkOptions | None = None,
+    progress: bool = True,
+) -> VideoReport:
+    """Deband `src` into `dst` chunk by chunk, resuming an interrupted run of the same job.
+
+    Same arguments, output and errors as `deband_video`, plus `chunking`. The work folder
+    is removed once dst is written, and after an error; after KeyboardInterrupt (Ctrl-C,
+    SIGTERM) it is kept when it holds finished chunks, for the next run.
+    """
+    options, chunking = options or VideoOptions(), chunking or ChunkOptions()
+    src, dst = check_paths(src, dst, options.overwrite)
+    t0 = time.perf_counter()
+    info = probe(src)
+    check_container(src, dst, info, options)
+    keys, span = scan_keyframes(src, options)
+    plan = plan_chunks(keys, span, chunking.seconds)
+    work = WorkFolder.open(dst, work_key(src, options, chunking.seconds, debander), plan, chunking.fresh)
+    report = VideoReport()
+    try:
+        todo = [i for i in range(len(plan)) if i not in work.verified()]
+        if len(todo) < len(plan):
+            log.info("%s: resuming, %d of %d chunks already made", src.name, len(plan) - len(todo), len(plan))
+        job = Job(src, work, debander, options, info)
+        with tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk", disable=not progress) as bar:
+            _make_chunks(job, todo, chunking.jobs, lambda r: _finished(work, report, bar, r))
+        with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
+            report.frames_out = join_chunks(src, tmp, dst, work.files(), keys, info, options)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: keep finished chunks for the next run
+        _keep_if_useful(work)
+        raise
+    except OSError as e:  # disk full, no permission: name dst, not a temporary file
+        work.remove()
+        raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
+    except BaseException:
+        work.remove()
+        raise
+    work.remove()
+    report.total_s = time.perf_counter() - t0
+    log.info("%s: %d frames at %.2f frame/s", dst.name, report.frames_out, report.fps)
+    return report
+
+
+def _finished(work: WorkFolder, report: VideoReport, bar: tqdm, result: ChunkResult) -> None:
+    work.record(result)
+    report.frames_in += result.report.frames_in
+    report.skipped_packets += result.report.skipped_packets
+    for phase in _TIMES:
+        setattr(report, phase, getattr(report, phase) + getattr(result.report, phase))
+    bar.update(1)
+
+
+def _keep_if_useful(work: WorkFolder) -> None:
+    if work.done:
+        work.remove_partials()
+    else:
+        work.remove()
+
+
+def _make_chunks(job: Job, todo: list[int], jobs: int, done: Callable[[ChunkResult], None]) -> None:
+    """Make the chunks `todo`, here (jobs=1) or in `jobs` worker processes; `done` is called
+    here with each result as it comes."""
+    if jobs == 1 or len(todo) <= 1:
+        for i in todo:
+            done(_chunk(job, i))
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    blob = pickle.dumps(job.restorer)  # plain bytes: no file descriptors shared with workers
+    job = replace(job, restorer=None, options=replace(job.options, threads=threads))
+    pool = ProcessPoolExecutor(
+        min(jobs, len(todo)), multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+    )
+    try:
+        pending = {pool.submit(_chunk_in_worker, job, blob, i) for i in todo}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                done(future.result())  # a worker's error is raised here
+    except BaseException:
+        _stop(pool)
+        job.work.remove_partials()
+        raise
+    pool.shutdown()
+
+
+def _chunk(job: Job, index: int) -> ChunkResult:
+    return encode_chunk(
+        job.src, job.work.chunk_path(index), index, job.restorer, job.options, job.info, job.work.plan[index]
+    )
+
+
+def _chunk_in_worker(job: Job, restorer: bytes, index: int) -> ChunkResult:
+    return _chunk(replace(job, restorer=pickle.loads(restorer)), index)
+
+
+def _init_worker(threads: int) -> None:
+    """In each worker: Ctrl-C is left to the parent (which stops the workers), a worker dies
+    with its parent (kill -9 of the command, Linux only), and takes its share of the cores."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    torch.set_num_threads(threads)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now: cancel what has not started, terminate what runs."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    pool.shutdown(wait=True)  # the pool's thread sees the workers gone and frees its queues
