@@ -10,7 +10,7 @@ comes back in the same format with the same frame props. Per frame, as `deband v
 * YUV is read with the frame's `_Matrix` and `_Range` (or `_ColorRange`; untagged: BT.709
   for HD, BT.601 for SD, limited range), chroma upsampled bilinearly with centred siting, and converted to
   R'G'B' for the network (`deband.video.colour`). RGB is taken as R'G'B' (full range unless
-  the props say limited); GRAY as Y' with neutral chroma.
+  tagged limited); GRAY as Y' (limited range unless tagged full).
 * The model's change (restored - input, R'G'B') is added back onto the original planes in
   their own space (box-averaged onto the chroma grid), so an identity model returns the
   input samples exactly and out-of-range values survive.
@@ -49,7 +49,6 @@ class Layout:
     family: str  # "yuv" | "rgb" | "gray"
     bits: int  # bits per sample: 8-16 integer, 16 or 32 float
     is_float: bool
-    name: str  # the format's name, for messages
 
     @property
     def chroma(self) -> tuple[bool, ...]:
@@ -73,7 +72,7 @@ def layout_of(clip: Any, vs: Any) -> Layout:
         raise UnsupportedError(f"{fmt.name} clip: deband takes YUV, RGB or GRAY; {_CONVERT}")
     if (is_float and bits not in (16, 32)) or (not is_float and not 8 <= bits <= 16):
         raise UnsupportedError(f"{fmt.name} clip: deband takes 8-16-bit integer or 16/32-bit float samples")
-    return Layout(family, bits, is_float, fmt.name)
+    return Layout(family, bits, is_float)
 
 
 def full_range(props: dict, default: bool) -> bool:
