@@ -30,3 +30,20 @@ def tiny_weights(tmp_path, tiny_model):
     path = tmp_path / "tiny.safetensors"
     save_weights(tiny_model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def vapoursynth_python():
+    """A Python 3.12 venv with VapourSynth, vs-mlrt's ONNX Runtime plugin and torch
+    (`tests/vsenv.py`): built on first use (minutes), then cached on disk. Its `run(script,
+    *args)` runs a script there with this checkout's deband. Skips when python3.12 is missing
+    or the install fails."""
+    from vsenv import build, python312
+
+    exe = python312()
+    if exe is None:
+        pytest.skip("no python3.12 to build a VapourSynth venv with")
+    venv, why = build(exe)
+    if venv is None:
+        pytest.skip(why)
+    return venv

@@ -1,8 +1,5 @@
-import glob
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,34 +140,6 @@ np.save(sys.argv[1], np.stack([np.asarray(f[p]).astype(np.float32) for p in rang
 """
 
 
-def python312() -> str | None:
-    """A working python3.12 (on PATH or under pyenv), or None."""
-    pyenv = sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.12*/bin/python3.12")))
-    candidates = [shutil.which("python3.12"), *pyenv]
-    for exe in filter(None, candidates):
-        if subprocess.run([exe, "-c", "import venv"], capture_output=True).returncode == 0:
-            return exe
-    return None
-
-
-@pytest.fixture(scope="module")
-def vapoursynth_python(tmp_path_factory):
-    """The Python of a fresh venv with VapourSynth and vs-mlrt's ONNX Runtime plugin."""
-    exe = python312()
-    if exe is None:
-        pytest.skip("no python3.12 to build a VapourSynth venv with")
-    venv = tmp_path_factory.mktemp("vs")
-    subprocess.run([exe, "-m", "venv", str(venv)], check=True, capture_output=True)
-    python = str(venv / "bin" / "python")
-    pip = subprocess.run([python, "-m", "pip", "install", "-q", "vapoursynth", "vapoursynth-mlrt-ort", "numpy"],
-                         capture_output=True, text=True, timeout=600)
-    if pip.returncode != 0:
-        pytest.skip(f"vapoursynth and vapoursynth-mlrt-ort did not install: {pip.stderr.strip()[-200:]}")
-    if subprocess.run([python, "-c", "import vapoursynth as vs; vs.core.ort"], capture_output=True).returncode:
-        pytest.skip("VapourSynth installed without a working core.ort")
-    return python
-
-
 @pytest.mark.parametrize("fp16", [False, True])
 def test_vapoursynth_core_ort_equals_debander(tmp_path, vapoursynth_python, fp16):
     path = export_onnx(tmp_path / "deband.onnx", steps=2, strength=0.6, fp16=fp16)
@@ -178,8 +147,7 @@ def test_vapoursynth_core_ort_equals_debander(tmp_path, vapoursynth_python, fp16
     np.save(tmp_path / "frame.npy", image)
     script = tmp_path / "run.py"
     script.write_text(VS_SCRIPT)
-    r = subprocess.run([vapoursynth_python, str(script), str(tmp_path / "frame.npy"), str(path),
-                        "fp16" if fp16 else "fp32"], capture_output=True, text=True, timeout=300)
+    r = vapoursynth_python.run(script, tmp_path / "frame.npy", path, "fp16" if fp16 else "fp32", timeout=300)
     assert r.returncode == 0, r.stderr
     want = Debander.load(None, "cpu", steps=2, strength=0.6, bars=False).restore(image)
     assert np.abs(np.load(tmp_path / "frame.npy") - want).max() < (2e-2 if fp16 else 1e-4)

@@ -51,13 +51,20 @@ class Colour:
         target.colorspace, target.color_range = self.colorspace, self.color_range
 
 
+def matrix_of(code: int, width: int, height: int) -> str:
+    """The matrix of an H.273 MatrixCoefficients code (AVColorSpace, VapourSynth's _Matrix);
+    unspecified or unsupported: BT.709 for HD, BT.601 for SD (up to 1024x576)."""
+    matrix = _COLORSPACE.get(code)
+    if matrix is None:
+        if code not in (0, 2):  # 0 RGB (converted before), 2 unspecified
+            log.warning("colour matrix %d not supported; guessing from size", code)
+        matrix = "bt709" if height > 576 or width > 1024 else "bt601"
+    return matrix
+
+
 def colour_of(frame: av.VideoFrame) -> Colour:
     """Matrix and range from the frame's tags; untagged: BT.709 for HD, BT.601 for SD."""
-    matrix = _COLORSPACE.get(frame.colorspace)
-    if matrix is None:
-        if frame.colorspace not in (0, 2):  # 0 RGB (converted before), 2 unspecified
-            log.warning("colour matrix %d not supported; guessing from size", frame.colorspace)
-        matrix = "bt709" if frame.height > 576 or frame.width > 1024 else "bt601"
+    matrix = matrix_of(frame.colorspace, frame.width, frame.height)
     full = frame.color_range == 2 or (frame.color_range == 0 and "yuvj" in frame.format.name)
     return Colour(matrix, full, frame.color_primaries, frame.color_trc, _TAG_OF_MATRIX[matrix])
 
@@ -96,14 +103,20 @@ def frame_to_planes(frame: av.VideoFrame, colour: Colour) -> list[torch.Tensor]:
     [-0.5, 0.5]], float32, exact (no resampling)."""
     depth = NATIVE.match(frame.format.name).group(2)
     bits = int(depth) if depth else 8
-    lv = pixels.levels(bits, colour.full_range)
     dtype = np.uint8 if bits == 8 else np.dtype("<u2")
     planes = []
     for i, plane in enumerate(frame.planes[:3]):
         rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
-        v = torch.from_numpy(rows.astype(np.float32))
-        planes.append((v - lv.y_offset) / lv.y_scale if i == 0 else (v - lv.c_offset) / lv.c_scale)
+        planes.append(codes_to_plane(rows, bits, colour.full_range, chroma=i > 0))
     return planes
+
+
+def codes_to_plane(codes: np.ndarray, bits: int, full: bool, chroma: bool = False) -> torch.Tensor:
+    """Integer codes (h, w) of one plane -> normalised Y' on [0, 1] or, with `chroma`, Cb/Cr
+    on [-0.5, 0.5]: float32 (h, w), exact (inverse of `pixels.ycbcr_codes`)."""
+    lv = pixels.levels(bits, full)
+    offset, scale = (lv.c_offset, lv.c_scale) if chroma else (lv.y_offset, lv.y_scale)
+    return (torch.from_numpy(codes.astype(np.float32)) - offset) / scale
 
 
 def planes_to_rgb(planes: list[torch.Tensor], matrix: str) -> torch.Tensor:
