@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -60,15 +61,22 @@ def test_markdown_marks_missing_values():
     assert "40.12" in table and "–" in table
 
 
-def test_eval_and_inspect_commands(tmp_path, tiny_weights):
+def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, tiny_weights):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "deband.cli", "eval", "--n", "1", "--size", "64", "--steps", "1",
            "--weights", str(tiny_weights), "--json", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = os.environ | {"DEBAND_CORPUS": str(tmp_path / "no-corpus")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
+    hint = [line for line in r.stderr.splitlines() if "real-content sets skipped" in line]
+    assert len(hint) == 1 and f"deband corpus build {tmp_path / 'no-corpus'}" in hint[0]
     assert "ffmpeg-deband" in r.stdout and "clean reference" in r.stdout and "clean without grain" in r.stdout
     data = json.loads(out.read_text())
-    assert {"rgb-6bit", "unbanded photos", "all synthetic (mean)"} <= set(data)
+    assert {"rgb-6bit", "unbanded photos", "all synthetic (mean)", "faint detail"} <= set(data)
+    assert not any(name.startswith("real ") for name in data)
+
+
+def test_inspect_command(tmp_path):
     from deband.io import write_image
 
     x = np.linspace(0, 1, 256, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2)
