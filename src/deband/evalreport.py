@@ -78,16 +78,21 @@ def summary(results: dict[str, list[Row]], steps: int = DEFAULT_STEPS) -> str:
         if BANDED_INPUT not in by or ours is None:
             continue
         banded, clean = by[BANDED_INPUT], by.get(CLEAN_REFERENCE)
-        filters = " | ".join(f"{by[f].psnr:.2f}" if f in by else "–" for f in FILTERS)
-        mlc4 = f"{banded.cambi4:.2f} → {ours.cambi4:.2f}" + (f" ({clean.cambi4:.2f})" if clean else "")
-        lines.append(f"| {name} | {banded.psnr:.2f} | {filters} | **{ours.psnr:.2f} ({ours.psnr - banded.psnr:+.2f})** "
-                     f"| {banded.detail:.1f} → {ours.detail:.1f} | {mlc4} |")
+        filters = " | ".join(_num(by[f].psnr) if f in by else "–" for f in FILTERS)
+        mlc4 = f"{_num(banded.cambi4)} → {_num(ours.cambi4)}" + (f" ({_num(clean.cambi4)})" if clean else "")
+        gain = f"**{_num(ours.psnr)} ({_num(ours.psnr - banded.psnr, '+.2f')})**"
+        lines.append(f"| {name} | {_num(banded.psnr)} | {filters} | {gain} "
+                     f"| {_num(banded.detail, '.1f')} → {_num(ours.detail, '.1f')} | {mlc4} |")
     if not lines:
         return ""
     head = ["| set | banded input | " + " | ".join(FILTERS) + f" | **deband {steps} steps** (gain) "
             "| detail kept %: input → deband | CAMBI mlc4: input → deband (clean) |",
             "|---" * (len(FILTERS) + 5) + "|"]
     return "\n".join(head + lines)
+
+
+def _num(v: float, spec: str = ".2f") -> str:
+    return "–" if np.isnan(v) else format(v, spec)
 
 
 def report_text(results: dict[str, list[Row]], command: str, figures: dict[str, str], date: str | None = None) -> str:
