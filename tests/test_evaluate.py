@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -60,15 +61,22 @@ def test_markdown_marks_missing_values():
     assert "40.12" in table and "–" in table
 
 
-def test_eval_and_inspect_commands(tmp_path, tiny_weights):
+def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, tiny_weights):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "deband.cli", "eval", "--n", "1", "--size", "64", "--steps", "1",
            "--weights", str(tiny_weights), "--json", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = os.environ | {"DEBAND_CORPUS": str(tmp_path / "no-corpus")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
+    hint = [line for line in r.stderr.splitlines() if "real-content sets skipped" in line]
+    assert len(hint) == 1 and f"deband corpus build {tmp_path / 'no-corpus'}" in hint[0]
     assert "ffmpeg-deband" in r.stdout and "clean reference" in r.stdout and "clean without grain" in r.stdout
     data = json.loads(out.read_text())
-    assert {"rgb-6bit", "unbanded photos", "all synthetic (mean)"} <= set(data)
+    assert {"rgb-6bit", "unbanded photos", "all synthetic (mean)", "faint detail"} <= set(data)
+    assert not any(name.startswith("real ") for name in data)
+
+
+def test_inspect_command(tmp_path):
     from deband.io import write_image
 
     x = np.linspace(0, 1, 256, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2)
@@ -88,3 +96,19 @@ def test_detail_window_finds_the_edges_and_stays_inside():
     assert ys.start <= 70 and 100 <= ys.stop and xs.start <= 20 and 50 <= xs.stop
     panels = crop_panels({"in": identity}, [Pair(None, img)], 40, detail_window)
     assert [t for t, _ in panels[0]] == ["in"] and np.array_equal(panels[0][0][1], img[ys, xs])
+
+
+def test_summary_gives_each_set_its_gain_and_skips_sets_without_our_rows():
+    from deband.evalreport import summary
+
+    rows = [Row("clean reference", "s", psnr=200, cambi4=2.0, detail=100.0),
+            Row("banded input", "s", psnr=40.0, cambi4=9.0, detail=80.0),
+            Row("ffmpeg-deband", "s", psnr=39.5),
+            Row("deband 1 step", "s", psnr=41.0, cambi4=3.0, detail=70.0, steps=1, strength=1.0),
+            Row("deband 2 steps", "s", psnr=42.5, cambi4=2.5, detail=75.0, steps=2, strength=1.0),
+            Row("deband 2 steps, strength 0.5", "s", psnr=45.0, steps=2, strength=0.5)]
+    text = summary({"s": rows, "no ours": rows[:3]}, steps=2)
+    lines = text.splitlines()
+    assert len(lines) == 3 and "ffmpeg-gradfun-strong" in lines[0]
+    assert lines[2] == "| s | 40.00 | 39.50 | – | – | – | **42.50 (+2.50)** | 80.0 → 75.0 | 9.00 → 2.50 (2.00) |"
+    assert summary({"no ours": rows[:3]}) == ""

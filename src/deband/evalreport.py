@@ -11,11 +11,12 @@ from string import Template
 
 import numpy as np
 
+from deband.baselines import FILTERS
 from deband.config import DEFAULT_STEPS
 from deband.evalsets import Pair, folder_set, has_frames, seed_restored, synthetic_set
 from deband.metrics import cambi_rgb
 from deband.outputs import atomic_output
-from deband.scoring import Method, Row, baseline, identity, markdown, our_methods
+from deband.scoring import BANDED_INPUT, CLEAN_REFERENCE, Method, Row, baseline, identity, markdown, our_methods
 
 TEMPLATE = Path(__file__).parent / "templates" / "quality.md"
 CROP_SETS = ("rgb-6bit", "luma6-chroma5")  # synthetic sets whose most banded images are cropped
@@ -60,23 +61,68 @@ def crop_panels(
     return panels
 
 
-def report_text(results: dict[str, list[Row]], command: str, figures: dict[str, str]) -> str:
-    """quality.md's text: the template filled with the command, the tables and the figures."""
+def default_row(rows: list[Row], steps: int = DEFAULT_STEPS) -> Row | None:
+    """Our restorer's row at full strength and `steps` steps (else its first full-strength row)."""
+    full = [r for r in rows if r.ours and r.strength == 1.0]
+    return next((r for r in full if r.steps == steps), full[0] if full else None)
+
+
+def summary(results: dict[str, list[Row]], steps: int = DEFAULT_STEPS) -> str:
+    """One line per set with a banded input and our restorer: PSNR of the banded input, of
+    each FFmpeg filter and ours (its gain over the input), detail kept and CAMBI mlc4 from
+    the input to ours, with the clean image's own. Empty when no set has both."""
     lines = []
+    for name, rows in results.items():
+        by = {r.method: r for r in rows}
+        ours = default_row(rows, steps)
+        if BANDED_INPUT not in by or ours is None:
+            continue
+        banded, clean = by[BANDED_INPUT], by.get(CLEAN_REFERENCE)
+        filters = " | ".join(_num(by[f].psnr) if f in by else "–" for f in FILTERS)
+        mlc4 = f"{_num(banded.cambi4)} → {_num(ours.cambi4)}" + (f" ({_num(clean.cambi4)})" if clean else "")
+        gain = f"**{_num(ours.psnr)} ({_num(ours.psnr - banded.psnr, '+.2f')})**"
+        lines.append(f"| {name} | {_num(banded.psnr)} | {filters} | {gain} "
+                     f"| {_num(banded.detail, '.1f')} → {_num(ours.detail, '.1f')} | {mlc4} |")
+    if not lines:
+        return ""
+    head = ["| set | banded input | " + " | ".join(FILTERS) + f" | **deband {steps} steps** (gain) "
+            "| detail kept %: input → deband | CAMBI mlc4: input → deband (clean) |",
+            "|---" * (len(FILTERS) + 5) + "|"]
+    return "\n".join(head + lines)
+
+
+def _num(v: float, spec: str = ".2f") -> str:
+    return "–" if np.isnan(v) else format(v, spec)
+
+
+def report_text(results: dict[str, list[Row]], command: str, figures: dict[str, str], date: str | None = None) -> str:
+    """quality.md's text: the template filled with the command, its date (default today),
+    a summary of every set, the tables and the figures."""
+    import datetime
+
+    table = summary(results)
+    lines = ["## Summary: PSNR dB against the clean image", "", table, ""] if table else []
     for name, rows in results.items():
         lines += [f"## {name}", "", markdown(rows), ""]
     for title, path in figures.items():
         lines += [f"## {title}", "", f"![{title}]({path})", ""]
     template = Template(TEMPLATE.read_text(encoding="utf-8").removesuffix("\n"))
-    return template.substitute(command=command, sections="\n".join(lines))
+    date = date or datetime.date.today().isoformat()
+    return template.substitute(command=command, date=date, sections="\n".join(lines))
 
 
 def write_report(results: dict[str, list[Row]], folder: Path, command: str, figures: dict[str, str]) -> Path:
     """folder/quality.md: the command, one table per set, and the figures beside it."""
-    out = folder / "quality.md"
-    with atomic_output(out, overwrite=True) as tmp:
-        tmp.write_text(report_text(results, command, figures), encoding="utf-8")
-    return out
+    return write_markdown(results, folder / "quality.md", command, figures)
+
+
+def write_markdown(
+    results: dict[str, list[Row]], path: Path, command: str, figures: dict[str, str] | None = None
+) -> Path:
+    """The report's text (`report_text`) written to `path`, replacing it."""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(report_text(results, command, figures or {}), encoding="utf-8")
+    return Path(path)
 
 
 def make_report(results: dict[str, list[Row]], folder: Path, command: str, weights: str | None,

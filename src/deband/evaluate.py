@@ -1,7 +1,9 @@
 """`deband eval`: every method on every benchmark set, ours against FFmpeg's debanders.
 
-The sets are built in `deband.evalsets`, scored in `deband.scoring`; `deband.evalreport`
-writes the quality report with its figures.
+Real content first: crops of the corpus's held-out images under delivery banding
+(`deband.realsets`) and the faint-detail set (`deband.faintsets`); then the procedural
+sets (`deband.evalsets`). Rows are scored in `deband.scoring`; `deband.evalreport` writes
+the quality report with its figures.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
 from deband.evalreport import make_report
-from deband.evalsets import DEGRADATIONS, folder_set, has_frames, seed_restored, synthetic_set, unbanded_set
+from deband.evalsets import DEGRADATIONS, Pair, folder_set, has_frames, seed_restored, synthetic_set, unbanded_set
+from deband.faintsets import faint_set
 from deband.outputs import atomic_output
+from deband.realsets import corpus_crops, gentle_map, load_held_out, real_set, real_set_names
 from deband.scoring import (
+    Method,
     Row,
     as_dicts,
     baseline_methods,
@@ -28,6 +33,8 @@ from deband.scoring import (
 __all__ = ["as_dicts", "make_report", "markdown", "run_eval", "save_json"]
 
 SYNTHETIC_MEAN = "all synthetic (mean)"  # the set averaging every synthetic set's rows
+REAL_MEAN = "all real-content (mean)"  # the set averaging every real-content banding set's rows
+FAINT = "faint detail"  # the faint-detail set
 
 
 def run_eval(
@@ -39,16 +46,39 @@ def run_eval(
     reference: Path | None = None,
     device: str = "cpu",
     default_steps: int = DEFAULT_STEPS,
+    corpus: Path | None = None,
 ) -> dict[str, list[Row]]:
-    """Every method on every set. Returns set name -> rows (the clean reference's rows first)."""
+    """Every method on every set. Returns set name -> rows (the clean reference's rows first):
+    with a `corpus` folder, its real-content banding sets (n crops of `size` pixels each)
+    and their mean; the faint-detail set (n corpus crops when there is a corpus, and n
+    procedural scenes); then the procedural sets (n scenes each) as before."""
     ours = our_methods(weights, list(steps), [1.0], device)
     ours |= {k: v for s in strengths if s != 1.0 for k, v in our_methods(weights, [default_steps], [s], device).items()}
     methods = baseline_methods() | ours
+    images = load_held_out(corpus) if corpus is not None else []
+    results: dict[str, list[Row]] = {}
+    if images:
+        crops = corpus_crops(images, n, size, gentle_map)
+        for name in real_set_names():
+            results[name] = paired_table(real_set(name, crops), name, methods)
+        results[REAL_MEAN] = mean_rows(list(results.values()), REAL_MEAN)
+    results[FAINT] = paired_table(faint_set(images, n, size), FAINT, methods)
+    return results | procedural_tables(methods, n, size, reference)
+
+
+def paired_table(pairs: list[Pair], name: str, methods: dict[str, Method]) -> list[Row]:
+    """The clean reference's row, then one row per method."""
+    return [clean_reference(pairs, name)] + [score(m, pairs, name, k) for k, m in methods.items()]
+
+
+def procedural_tables(methods: dict[str, Method], n: int, size: int, reference: Path | None) -> dict[str, list[Row]]:
+    """The procedural sets, their mean, the unbanded set and, given real frames in
+    `reference`, the reference examples."""
     results: dict[str, list[Row]] = {}
     for name in DEGRADATIONS:
         pairs = synthetic_set(name, n, size)
-        floors = [clean_reference(pairs, name), smooth_reference(pairs, name)]
-        results[name] = floors + [score(m, pairs, name, k) for k, m in methods.items()]
+        results[name] = paired_table(pairs, name, methods)
+        results[name].insert(1, smooth_reference(pairs, name))
     results[SYNTHETIC_MEAN] = mean_rows([results[name] for name in DEGRADATIONS], SYNTHETIC_MEAN)
     photos = unbanded_set(size)
     results["unbanded photos"] = [score(m, photos, "unbanded photos", k, with_cambi=False) for k, m in methods.items()]

@@ -1,6 +1,21 @@
 """Scoring for `deband eval`: the methods compared, one row of mean metrics per method and set,
 and the Markdown tables. CAMBI is always scored on the output rounded to 10-bit luma *without*
 dither.
+
+"Detail kept" (`detail_kept`) is the share of the clean image's fine detail that an output
+keeps outside the regions where 8-bit delivery bands. High-pass: an image minus its Gaussian
+blur (sigma `HIGHPASS_SIGMA` = 2 px), per R'G'B' channel. Detail region: the pixels where the
+clean high-pass RMS, averaged over a Gaussian window (sigma `LOCAL_SIGMA` = 4 px), reaches
+`DETAIL_FLOOR`, a quarter of an 8-bit code (the RMS of a sinusoid 0.7 codes peak to peak).
+Elsewhere the clean image is smooth enough for 8-bit rounding to turn its variation into
+steps: there is no detail to keep there, and smoothing is the debander's job. Over the
+detail region, with o and c the output's and the clean image's high-pass:
+
+    kept = 100 * <o, c> / max(|o|^2, |c|^2)   (percent)
+
+By Cauchy-Schwarz it is at most 100, reached only when o == c. Blurring the output lowers
+<o, c> (a Gaussian blur of sigma 2 keeps under half); adding noise or over-sharpening raises
+|o|^2 without raising <o, c>, so neither can push it up: the score cannot be gamed by noise.
 """
 
 from __future__ import annotations
@@ -9,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -20,9 +36,14 @@ CLEAN_REFERENCE = "clean reference"  # the clean images' own scores: the floor
 SMOOTH_REFERENCE = "clean without grain/texture"  # the clean scenes without grain or texture
 BANDED_INPUT = "banded input"  # the degraded images as they are
 
-METRICS = ("psnr", "ssim", "cambi", "cambi4", "s_per_mp")
-HEADINGS = {"psnr": "PSNR dB", "ssim": "SSIM", "cambi": "CAMBI", "cambi4": "CAMBI mlc4", "s_per_mp": "s/MP"}
-DECIMALS = {"psnr": 2, "ssim": 4}  # digits shown per column; the others show 3
+METRICS = ("psnr", "ssim", "cambi", "cambi4", "detail", "s_per_mp")
+HEADINGS = {"psnr": "PSNR dB", "ssim": "SSIM", "cambi": "CAMBI", "cambi4": "CAMBI mlc4",
+            "detail": "detail kept %", "s_per_mp": "s/MP"}
+DECIMALS = {"psnr": 2, "ssim": 4, "detail": 1}  # digits shown per column; the others show 3
+
+HIGHPASS_SIGMA = 2.0  # px: high-pass = image minus its Gaussian blur of this sigma
+LOCAL_SIGMA = 4.0  # px: the window over which the clean image's high-pass energy is measured
+DETAIL_FLOOR = 0.25 / 255  # high-pass RMS under which 8-bit delivery bands rather than keeps detail
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,7 @@ class Row:
     ssim: float = float("nan")
     cambi: float = float("nan")
     cambi4: float = float("nan")  # CAMBI with max_log_contrast 4 (sees 6-7-bit steps)
+    detail: float = float("nan")  # % of the clean high-pass kept outside banded regions (detail_kept)
     s_per_mp: float = float("nan")
     steps: int | None = None  # INDI steps, for our restorer's rows
     strength: float | None = None  # start time t, for our restorer's rows
@@ -63,9 +85,44 @@ class Row:
         return self.steps is not None
 
 
+def highpass(img: np.ndarray) -> np.ndarray:
+    """img minus its Gaussian blur (sigma HIGHPASS_SIGMA, edges reflected).
+    img: (h, w, 3) float32 on [0, 1]; returns the same shape, float32, about [-1, 1]."""
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    return img - cv2.GaussianBlur(img, (0, 0), HIGHPASS_SIGMA, borderType=cv2.BORDER_REFLECT)
+
+
+def local_rms(img: np.ndarray) -> np.ndarray:
+    """The high-pass RMS around each pixel: mean over channels of highpass(img)**2, averaged
+    over a Gaussian window (sigma LOCAL_SIGMA), square-rooted. img: (h, w, 3) float on
+    [0, 1]; returns (h, w) float32 in the same units (1 / 255 is one 8-bit code)."""
+    energy = (highpass(img) ** 2).mean(axis=2)
+    return np.sqrt(cv2.GaussianBlur(energy, (0, 0), LOCAL_SIGMA, borderType=cv2.BORDER_REFLECT).clip(0))
+
+
+def detail_region(clean: np.ndarray) -> np.ndarray:
+    """Where the clean image has detail that 8-bit delivery does not turn into bands: its
+    `local_rms` is at least DETAIL_FLOOR. clean: (h, w, 3) float on [0, 1]. Returns an
+    (h, w) bool mask."""
+    return local_rms(clean) >= DETAIL_FLOOR
+
+
+def detail_kept(out: np.ndarray, clean: np.ndarray) -> float:
+    """Percent of the clean image's high-pass kept by `out` over `detail_region(clean)`:
+    100 * <o, c> / max(|o|^2, |c|^2) (see the module docstring); at most 100, 100 only
+    when the output's detail there equals the clean image's. NaN when the clean image has
+    no detail region. out, clean: (h, w, 3) float on [0, 1]."""
+    mask = detail_region(clean)
+    if not mask.any():
+        return float("nan")
+    o, c = highpass(out)[mask].astype(np.float64), highpass(clean)[mask].astype(np.float64)  # (k, 3)
+    return float(100 * (o * c).sum() / max((o * o).sum(), (c * c).sum()))
+
+
 def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cambi: bool = True) -> Row:
-    """Mean PSNR/SSIM (when there is a clean reference), CAMBI both ways, seconds per megapixel."""
-    cols: dict[str, list[float]] = {"psnr": [], "ssim": [], "cambi": [], "cambi4": []}
+    """Mean PSNR/SSIM and detail kept (when there is a clean reference), CAMBI both ways,
+    seconds per megapixel."""
+    cols: dict[str, list[float]] = {"psnr": [], "ssim": [], "cambi": [], "cambi4": [], "detail": []}
     seconds, pixels = 0.0, 0
     for p in pairs:
         t0 = time.perf_counter()
@@ -76,12 +133,19 @@ def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cam
             a, b = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1) for v in (out, p.clean))
             cols["psnr"].append(psnr(a, b).item())
             cols["ssim"].append(ssim(a, b).item())
+            cols["detail"].append(detail_kept(out, p.clean))
         if with_cambi:
             cols["cambi"].append(cambi_rgb(out))
             cols["cambi4"].append(cambi_rgb(out, max_log_contrast=4))
-    means = {k: float(np.mean(v)) if v else float("nan") for k, v in cols.items()}
+    means = {k: finite_mean(v) for k, v in cols.items()}
     kind = {"steps": method.steps, "strength": method.strength} if isinstance(method, Ours) else {}
     return Row(label, set_name, s_per_mp=seconds / (pixels / 1e6), **means, **kind)
+
+
+def finite_mean(values: list[float]) -> float:
+    """The mean of the finite values; NaN when there are none."""
+    kept = [v for v in values if np.isfinite(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def baseline(name: str) -> Method:
@@ -145,6 +209,6 @@ def mean_rows(tables: list[list[Row]], set_name: str) -> list[Row]:
     """Row-wise mean over tables with the same methods in the same order."""
     out = []
     for rows in zip(*tables):
-        values = {f: float(np.mean([getattr(r, f) for r in rows])) for f in METRICS}
+        values = {f: finite_mean([getattr(r, f) for r in rows]) for f in METRICS}
         out.append(Row(rows[0].method, set_name, **values, steps=rows[0].steps, strength=rows[0].strength))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,15 +24,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_options(tr)
     tr.set_defaults(run=cmd_train)
-    ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print a Markdown table",
-                        epilog="examples:\n  deband eval\n"
+    ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print Markdown tables",
+                        epilog="examples:\n  deband eval\n  deband eval --corpus /work/corpus --n 8 --steps 2\n"
                         "  deband eval --report benchmarks --reference ../shared/reference-examples",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ev.add_argument("--n", type=int_range(1, 1000), default=12, help="images per synthetic set (default 12)")
-    ev.add_argument("--size", type=int_range(64, 4096), default=384, help="synthetic image side (default 384)")
+    ev.add_argument("--n", type=int_range(1, 1000), default=12,
+                    help="crops per real-content set, images per faint-detail part and synthetic set (default 12)")
+    ev.add_argument("--size", type=int_range(64, 4096), default=384, help="crop and synthetic image side (default 384)")
+    ev.add_argument("--corpus", type=Path, help="corpus folder from `deband corpus build` (default: $DEBAND_CORPUS, "
+                    "else ~/.cache/deband/corpus); its held-out images make the real-content sets")
     ev.add_argument("--steps", default="1,2,4,8,30", help="comma-separated INDI step counts")
     ev.add_argument("--reference", type=Path, help="folder of real banded-N.png (and seed-restored-N.png) frames")
     ev.add_argument("--json", type=Path, help="also write all numbers as JSON here")
+    ev.add_argument("--markdown", type=Path, help="also write the tables as Markdown here (no figures)")
     ev.add_argument("--report", type=Path, help="write quality.md and its figures into this folder")
     ev.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
@@ -114,12 +119,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"deband eval: --steps takes integers joined by commas, not {args.steps!r}") from None
     check_device(args.device)
+    corpus = eval_corpus(args.corpus)
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its settings at every encoder otherwise
     results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
-                       reference=args.reference, device=args.device)
+                       reference=args.reference, device=args.device, corpus=corpus)
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
         save_json(results, args.json)
+    if args.markdown:
+        from deband.evalreport import write_markdown
+
+        write_markdown(results, args.markdown, "deband " + " ".join(sys.argv[1:]))
     if args.report:
         from deband.evaluate import make_report
 
@@ -128,6 +139,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = make_report(results, args.report, command, weights, reference=args.reference)
         print(f"\nwrote {path}")
     return 0
+
+
+def eval_corpus(folder: Path | None) -> Path | None:
+    """The corpus `deband eval` uses, or None after one line saying why there is none."""
+    from deband.realsets import corpus_folder, corpus_problem
+
+    folder = corpus_folder(folder)
+    problem = corpus_problem(folder)
+    if problem is None:
+        return folder
+    print(f"deband eval: real-content sets skipped: {problem}; make one with "
+          f"`deband corpus build {folder}` (or pass --corpus DIR)", file=sys.stderr)
+    return None
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:

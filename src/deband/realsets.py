@@ -1,0 +1,201 @@
+"""Real-content benchmark sets: crops of the corpus's held-out images, banded as delivery bands.
+
+The corpus is a folder written by `deband corpus build` (`deband.corpus`): 16-bit PNGs and a
+`manifest.json` whose entries carry a `split`. Only "held-out" images are used here, never
+"train" ones; the 16-bit image is the clean target.
+
+Crops are chosen, not taken at random: each image's candidate windows (`CANDIDATES` of them,
+placed by a generator seeded from the image's file name, so adding images never moves
+another image's crops) are ranked by a per-pixel map averaged over the window, and the best ones
+that overlap an already chosen window by at most half are kept:
+
+- `gentle_map` (the banding sets): smooth gradients, whose slope is neither zero nor steeper
+  than one 8-bit code per pixel, without grain or texture around them. That is where
+  delivery bands; flat areas and texture are not.
+- `faint_map` (the faint-detail set, `deband.faintsets`): pixels whose local high-pass RMS
+  lies in `FAINT_RMS`, that of 1-4 codes of contrast at 8 bits, less those with stronger
+  detail.
+
+A set of n crops takes crop k from held-out image k mod m (m images, sorted by file name),
+its (k div m)-th best window: n = m covers every image once. A crop is `size` pixels square,
+or the image's shorter side when that is smaller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from deband import encoders
+from deband.delivery import dark_lift, requantise, ten_to_eight, through_codec, ycbcr420
+from deband.errors import InputError
+from deband.evalsets import Pair
+from deband.pixels import luma
+
+CORPUS_ENV = "DEBAND_CORPUS"  # environment variable naming the default corpus folder
+CORPUS_CACHE = Path("~/.cache/deband/corpus")  # the default when it is unset
+REAL_SEED = 40_000  # mixed with each image's sha256 to place its candidate windows
+CANDIDATES = 48  # candidate windows drawn per image
+MAX_OVERLAP = 0.5  # a kept window overlaps any earlier one by at most this share of its area
+FAINT_RMS = (0.35, 1.5)  # 8-bit codes: the RMS of sinusoids 1..4 codes peak to peak
+STRONG_PENALTY = 3.0  # a pixel of stronger detail costs a faint-detail window this much
+SMOOTH_RMS = 0.5  # 8-bit codes: a smooth-gradient pixel has less high-pass RMS around it
+GRAIN = 1.0 / 255  # film grain (standard deviation) under the codec sets
+CODEC_FRAMES = 3  # frames encoded per crop; the last, a predicted one, is scored
+
+Image = tuple[str, np.ndarray]  # (name, (h, w, 3) float32 on [0, 1])
+
+# set name -> delivery of a clean (3, h, w) tensor on [0, 1]; the same bits every time
+REQUANTISATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "real 4:2:0 8-bit": lambda x: ycbcr420(x),
+    "real luma6-chroma5 round": lambda x: requantise(x, 6, 5, "round"),
+    "real luma6-chroma6 trunc": lambda x: requantise(x, 6, 6, "trunc"),
+    "real 10-to-8 trunc": lambda x: ten_to_eight(x, "trunc"),
+    "real dark lift": lambda x: dark_lift(x, white=0.25, gamma=1.4, black=0.01),
+}
+# set name -> (encoder, CRF, preset): rates where flat areas band, over fine grain
+CODECS: dict[str, tuple[str, int, str]] = {
+    "real h264 crf32 grain": ("libx264", 32, "veryfast"),
+    "real hevc crf34 grain": ("libx265", 34, "veryfast"),
+    "real av1 crf48 grain": ("libsvtav1", 48, "10"),
+}
+
+
+def corpus_folder(folder: str | Path | None = None) -> Path:
+    """The corpus folder: `folder`, else $DEBAND_CORPUS, else ~/.cache/deband/corpus."""
+    return Path(folder or os.environ.get(CORPUS_ENV) or CORPUS_CACHE).expanduser()
+
+
+def held_out_files(folder: Path) -> list[Path]:
+    """The held-out images listed in folder/manifest.json, sorted by file name.
+
+    Raises InputError when the manifest is missing, unreadable or not a corpus manifest, or
+    names a file that is not there."""
+    manifest = folder / "manifest.json"
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["images"]
+        names = sorted(e["file"] for e in entries if e["split"] == "held-out")
+    except FileNotFoundError:
+        raise InputError(f"{manifest}: no such file (not a corpus folder)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{manifest}: not a corpus manifest ({e})") from None
+    for name in names:
+        if Path(name).name != name or not (folder / name).is_file():
+            raise InputError(f"{manifest}: lists {name!r}, which is not a file in {folder}")
+    return [folder / name for name in names]
+
+
+def corpus_problem(folder: Path) -> str | None:
+    """Why `folder` cannot give real-content sets (no manifest, or no held-out image), or None."""
+    if not (folder / "manifest.json").is_file():
+        return f"no corpus at {folder} (no manifest.json)"
+    if not held_out_files(folder):
+        return f"{folder / 'manifest.json'} lists no held-out image"
+    return None
+
+
+def load_held_out(folder: Path) -> list[Image]:
+    """Every held-out image of the corpus, read exactly: [(file name, (h, w, 3) float32)]."""
+    from deband.io import read_image
+
+    return [(p.name, read_image(p, max_pixels=None).rgb()) for p in held_out_files(folder)]
+
+
+def gentle_map(img: np.ndarray) -> np.ndarray:
+    """1 on smooth gradients, else 0: the luma slope (Sobel, per pixel) is above zero and at
+    most one 8-bit code per pixel, and the local high-pass RMS (`scoring.local_rms`) is under
+    SMOOTH_RMS (no grain or texture). img: (h, w, 3) float32 on [0, 1]; returns (h, w) float32."""
+    from deband.scoring import local_rms
+
+    y = np.ascontiguousarray(luma(img, axis=-1), dtype=np.float32)
+    slope = np.hypot(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)) / 8
+    smooth = local_rms(img) * 255 < SMOOTH_RMS
+    return ((slope > 0.5 / 65535) & (slope <= 1 / 255) & smooth).astype(np.float32)
+
+
+def faint_map(img: np.ndarray) -> np.ndarray:
+    """1 where the local high-pass RMS (`scoring.local_rms`) lies in FAINT_RMS codes at 8
+    bits, -STRONG_PENALTY where it is above (strong detail, which would outweigh the faint),
+    else 0. img: (h, w, 3) float32 on [0, 1]; returns (h, w) float32."""
+    from deband.scoring import local_rms
+
+    rms = local_rms(img) * 255
+    faint = (rms >= FAINT_RMS[0]) & (rms <= FAINT_RMS[1])
+    return faint.astype(np.float32) - STRONG_PENALTY * (rms > FAINT_RMS[1])
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int], crop: int) -> float:
+    dy, dx = max(0, crop - abs(a[0] - b[0])), max(0, crop - abs(a[1] - b[1]))
+    return dy * dx / crop**2
+
+
+def ranked_windows(score_map: np.ndarray, crop: int, count: int, g: torch.Generator) -> list[tuple[int, int]]:
+    """`count` (top, left) corners of crop x crop windows, best first: CANDIDATES windows
+    placed by g, ranked by the mean of score_map (h, w) over each, those overlapping a kept
+    one by more than MAX_OVERLAP skipped (and used last if too few remain)."""
+    h, w = score_map.shape
+    sums = cv2.integral(score_map.astype(np.float64))  # (h + 1, w + 1)
+    tops = torch.randint(0, h - crop + 1, (CANDIDATES,), generator=g).tolist()
+    lefts = torch.randint(0, w - crop + 1, (CANDIDATES,), generator=g).tolist()
+    value = {(t, x): sums[t + crop, x + crop] - sums[t, x + crop] - sums[t + crop, x] + sums[t, x]
+             for t, x in zip(tops, lefts)}
+    order = sorted(value, key=lambda c: (-value[c], c))
+    kept: list[tuple[int, int]] = []
+    for c in order:
+        if all(_overlap(c, k, crop) <= MAX_OVERLAP for k in kept):
+            kept.append(c)
+    kept += [c for c in order if c not in kept]
+    return kept[:count]
+
+
+def _image_seed(name: str) -> int:
+    return REAL_SEED + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+def corpus_crops(images: list[Image], n: int, size: int, score: Callable[[np.ndarray], np.ndarray]) -> list[Image]:
+    """n crops, crop k from image k mod m at its (k div m)-th best window by `score`
+    (`gentle_map` or `faint_map`); each `size` square or the image's shorter side."""
+    if not images:
+        return []
+    per_image = -(-n // len(images))
+    windows = []
+    for name, img in images:
+        crop = min(size, *img.shape[:2])
+        g = torch.Generator().manual_seed(_image_seed(name))
+        windows.append([(t, x, crop) for t, x in ranked_windows(score(img), crop, per_image, g)])
+    crops = []
+    for k in range(n):
+        (name, img), (t, x, crop) = images[k % len(images)], windows[k % len(images)][k // len(images)]
+        crops.append((f"{Path(name).stem}@{t},{x}", img[t : t + crop, x : x + crop].copy()))
+    return crops
+
+
+def real_set_names() -> list[str]:
+    """The real-content banding sets this build can make: every re-quantisation set, then
+    the codec sets whose encoder PyAV has."""
+    return list(REQUANTISATIONS) + [name for name, (enc, _, _) in CODECS.items() if encoders.available(enc)]
+
+
+def deliver(name: str, clean: np.ndarray, seed: int) -> np.ndarray:
+    """clean (h, w, 3) float32 on [0, 1] delivered as set `name` does (grain seeded by seed)."""
+    x = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1)
+    if name in REQUANTISATIONS:
+        y = REQUANTISATIONS[name](x)
+    elif name in CODECS:
+        encoder, crf, preset = CODECS[name]
+        y = through_codec(x, encoder, crf, preset, grain=GRAIN, frames=CODEC_FRAMES, seed=seed)
+    else:
+        raise ValueError(f"unknown real-content set {name!r}; expected one of {real_set_names()}")
+    return y.permute(1, 2, 0).numpy().astype(np.float32, copy=True)
+
+
+def real_set(name: str, crops: list[Image]) -> list[Pair]:
+    """The crops (`corpus_crops` with `gentle_map`) delivered as set `name`; clean = the crop."""
+    return [Pair(c, deliver(name, c, REAL_SEED + i), f"{name}: {label}") for i, (label, c) in enumerate(crops)]
