@@ -153,24 +153,33 @@ def finish_run(run: Run) -> VideoReport:
 
 @contextmanager
 def cleanup_on_error(run: Run) -> Iterator[None]:
-    """Whatever is raised inside: after KeyboardInterrupt (Ctrl-C, SIGTERM) the work folder
-    is kept when it holds finished chunks; after an error it is removed, and an OSError
-    (disk full, no permission) becomes an OutputError naming dst, not a temporary file."""
-    work = run.job.work
+    """Whatever is raised inside tidies the work folder (`abandon`) on its way out."""
     try:
         yield
-    except KeyboardInterrupt:
+    except BaseException as e:
+        error = abandon(run, e)
+        if error is e:
+            raise
+        raise error from e
+
+
+def abandon(run: Run, error: BaseException) -> BaseException:
+    """Tidy the work folder of a run stopped by `error`; the exception to raise for it.
+
+    After KeyboardInterrupt (Ctrl-C, SIGTERM) the folder is kept when it holds finished
+    chunks; after an error it is removed, and an OSError (disk full, no permission) becomes
+    an OutputError naming dst, not a temporary file."""
+    work = run.job.work
+    if isinstance(error, KeyboardInterrupt):
         if work.done:
             work.remove_partials()
         else:
             work.remove()
-        raise
-    except OSError as e:
-        work.remove()
-        raise OutputError(f"{run.dst}: write failed ({e.strerror or e})") from e
-    except BaseException:
-        work.remove()
-        raise
+        return error
+    work.remove()
+    if isinstance(error, OSError):
+        return OutputError(f"{run.dst}: write failed ({error.strerror or error})")
+    return error
 
 
 def _make_chunks(job: Job, todo: list[int], jobs: int, done: Callable[[ChunkResult], None]) -> None:
