@@ -271,6 +271,7 @@ class Tasks:
                     yield task.tag, None, _cause(e, task.args[0].path)
                     continue
                 if isinstance(value, str) and value == NEED_INPUT:
+                    log.info("%s: not on a worker's node; sending it through the object store", task.args[0].path)
                     inp = self._with_data(task.args[0])
                     self.pending[task.fn.remote(inp, *task.args[1:])] = replace(task, args=(inp, *task.args[1:]))
                 else:
@@ -280,7 +281,6 @@ class Tasks:
         import ray
 
         if inp.path not in self.sent:
-            log.info("%s: not readable on a worker; sending it through the object store", inp.path)
             self.sent[inp.path] = [ray.put(Path(inp.path).read_bytes())]
         return replace(inp, data=self.sent[inp.path])
 
