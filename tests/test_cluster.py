@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +271,24 @@ def test_cli_ray_refuses_what_needs_this_machine(tmp_path, gop5, extra, capsys):
 
     assert main(["video", str(gop5), "-o", str(tmp_path / "out.mkv"), "--ray", *extra]) == 2
     assert extra[0] in capsys.readouterr().err and not (tmp_path / "out.mkv").exists()
+
+
+def test_sigterm_cancels_the_tasks_and_keeps_finished_chunks(cluster, tmp_path):
+    src = make_clip(tmp_path / "in.mkv", n=150, size=(128, 96), codec="ffv1", gop=5)
+    dst = tmp_path / "out.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "deband.cli", "video", str(src), "-o", str(dst), "--codec", "ffv1",
+                             "--chunk", "0.2", "--ray", cluster], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # the shipped model: 30 chunks take a while
+            if list(tmp_path.glob(".out.mkv.deband-work-*/chunk-*.mp4")) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; no partial output was left" in err
+    (work,) = work_folders(tmp_path)
+    assert not dst.exists() and not list(tmp_path.glob(".*partial*")) and not list(work.glob(".*partial*"))
+    assert 1 <= len(list(work.glob("chunk-*.mp4"))) < 30

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -42,6 +44,7 @@ NEED_INPUT = "deband: input not on this node"  # a task's answer when it cannot 
 TRANSIENT = (ConnectionError, TimeoutError)  # errors worth another try (on any node)
 MAX_THREADS = 8  # CPU tasks get at most this many cores (torch threads, encoder threads)
 WAIT_S = 0.5  # longest wait for a task in one ray.wait, so that signals are seen
+CANCEL_WAIT_S = 3.0  # longest wait for cancelled tasks to stop
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,28 @@ def connect(address: str | None = None) -> Iterator[None]:
         yield
         return
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    with _own_sigterm():
+        _init(ray, address, quiet)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """ray.init makes SIGTERM exit at once; put back the handler it replaced, so that
+    SIGTERM cleans up as Ctrl-C does (`deband.outputs.terminate_as_interrupt`)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _init(ray: Any, address: str | None, quiet: dict) -> None:
     try:
         if address is None:
             try:
@@ -84,10 +109,6 @@ def connect(address: str | None = None) -> Iterator[None]:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ResourceError(f"cannot reach the Ray cluster at {address or 'this machine'} ({e})") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 # ----------------------------------------------------------------------------- task size
@@ -240,7 +261,12 @@ class Tasks:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import ray
+
+        left = list(self.pending)
         self.cancel()
+        if left:  # a moment for the cancelled tasks to tidy their temporary folders
+            ray.wait(left, num_returns=len(left), timeout=CANCEL_WAIT_S)
 
     def submit(self, tag: Any, fn: Any, inp: InputRef, *args: Any) -> None:
         if self.send_inputs:
