@@ -25,13 +25,14 @@ from deband.cluster import (  # noqa: E402
     ClusterOptions,
     Tasks,
     TaskShape,
+    check_reachable,
     input_ref,
     local_input,
     remote,
     run_batch_ray,
     task_shape,
 )
-from deband.errors import InputError  # noqa: E402
+from deband.errors import ClusterError, InputError  # noqa: E402
 from deband.images import ImageOptions, run_batch  # noqa: E402
 from deband.io import write_image  # noqa: E402
 from deband.model import UNet  # noqa: E402
@@ -125,8 +126,24 @@ def test_workers_import_this_deband(cluster):
 def test_task_shape_on_two_cpus(cluster):
     assert task_shape("auto", 1) == TaskShape(cpus=2, gpus=0) and task_shape("auto", 1).device == "cpu"
     assert task_shape("cpu", 8) == TaskShape(cpus=1, gpus=0)
-    with pytest.raises(Exception, match="reports no GPU"):
+    with pytest.raises(ClusterError, match="reports no GPU"):
         task_shape("cuda", 1)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "head"])
+def test_an_address_nothing_answers_at_is_refused_at_once(address):
+    with pytest.raises(ClusterError, match=address):
+        check_reachable(address)
+
+
+def test_gpu_tasks_where_the_cluster_has_gpus(monkeypatch):
+    nodes = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}]
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 24.0, "GPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    assert task_shape("auto", 40) == task_shape("cuda", 40) == TaskShape(cpus=8, gpus=1)
+    assert task_shape("auto", 1).device == "cuda"
+    assert task_shape("cpu", 40) == TaskShape(cpus=1, gpus=0)  # a CPU task fits on every node
+    assert task_shape("cpu", 2) == TaskShape(cpus=8, gpus=0)  # at most the smallest node's cores
 
 
 def _flaky(inp, flag: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from deband.errors import DebandError, ResourceError
+from deband.errors import ClusterError, DebandError
 from deband.outputs import atomic_output, check_output
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ NEED_INPUT = "deband: input not on this node"  # a task's answer when it cannot 
 TRANSIENT = (ConnectionError, TimeoutError)  # errors worth another try (on any node)
 MAX_THREADS = 8  # CPU tasks get at most this many cores (torch threads, encoder threads)
 WAIT_S = 0.5  # longest wait for a task in one ray.wait, so that signals are seen
+CONNECT_S = 5.0  # longest wait for a cluster's address to answer
 CANCEL_WAIT_S = 3.0  # longest wait for cancelled tasks to stop
 
 
@@ -97,6 +99,8 @@ def _own_sigterm() -> Iterator[None]:
 
 
 def _init(ray: Any, address: str | None, quiet: dict) -> None:
+    if address is not None:
+        check_reachable(address)
     try:
         if address is None:
             try:
@@ -107,8 +111,19 @@ def _init(ray: Any, address: str | None, quiet: dict) -> None:
                 log.info("started a Ray cluster on this machine")
         else:
             ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ResourceError(f"cannot reach the Ray cluster at {address or 'this machine'} ({e})") from None
+    except (ConnectionError, RuntimeError, ValueError, ImportError) as e:
+        raise ClusterError(f"cannot reach the Ray cluster at {address or 'this machine'} ({e})") from None
+
+
+def check_reachable(address: str) -> None:
+    """Refuse at once an address nothing answers at (Ray itself would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"{address}: not a Ray address (HOST:PORT or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+    except OSError as e:
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({e.strerror or e})") from None
 
 
 # ----------------------------------------------------------------------------- task size
@@ -139,7 +154,7 @@ def task_shape(device: str, tasks: int) -> TaskShape:
     if device in ("auto", "cuda") and gpus > 0:
         return TaskShape(cpus=max(1, min(smallest, MAX_THREADS, int(total_cpus // gpus))), gpus=1)
     if device == "cuda":
-        raise ResourceError("device 'cuda' was asked for, but the Ray cluster reports no GPU")
+        raise ClusterError("device 'cuda' was asked for, but the Ray cluster reports no GPU")
     return TaskShape(cpus=max(1, min(smallest, MAX_THREADS, total_cpus // max(tasks, 1))), gpus=0)
 
 
@@ -313,12 +328,12 @@ class Tasks:
 
 def _cause(error: BaseException, name: str) -> BaseException:
     """The task's own DebandError or OSError; anything else (a worker or node lost for
-    good, a bug) as a ResourceError naming the input."""
+    good, a bug) as a ClusterError naming the input."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, DebandError | OSError | MemoryError):
         return cause
     first = str(cause or error).strip().splitlines()
-    return ResourceError(f"{name}: the Ray task failed ({first[-1] if first else type(error).__name__})")
+    return ClusterError(f"{name}: the Ray task failed ({first[-1] if first else type(error).__name__})")
 
 
 def bar(total: int, initial: int, unit: str, progress: bool) -> tqdm:

@@ -32,7 +32,7 @@ from deband.cluster import (
     task_shape,
     worker_restorer,
 )
-from deband.errors import DebandError, ResourceError
+from deband.errors import ClusterError, DebandError
 from deband.outputs import atomic_output
 from deband.video.chunks import CHUNK_SUFFIX, ChunkResult, encode_chunk
 from deband.video.jobs import ChunkOptions, Run, abandon, add_chunk, finish_run, start_run
@@ -161,7 +161,7 @@ def _failed(run: Run, error: BaseException, report: LibraryReport, keep_going: b
 def _keep(run: Run, result: ChunkResult, data: bytes) -> None:
     """Write a chunk that came back into the work folder and record it in the manifest."""
     if hashlib.sha256(data).hexdigest() != result.sha256:
-        raise ResourceError(f"{run.job.src}: chunk {result.index} arrived damaged from the Ray cluster")
+        raise ClusterError(f"{run.job.src}: chunk {result.index} arrived damaged from the Ray cluster")
     with atomic_output(run.job.work.chunk_path(result.index), overwrite=True) as tmp:
         tmp.write_bytes(data)
     add_chunk(run, result)
