@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save, save_file
 
 from deband.config import ModelConfig, model_config_from_dict, to_dict
 from deband.errors import InputError
@@ -26,14 +26,23 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> None:
-    """Write the model's weights and config to one .safetensors file, atomically (replacing it)."""
+def _tensors_and_meta(model: torch.nn.Module, extra: dict | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     model = unwrap(model)
     meta = {"config": json.dumps(to_dict(model.config)), "format": "deband-unet-v1"}
     meta.update({k: str(v) for k, v in (extra or {}).items()})
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    return {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}, meta
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> None:
+    """Write the model's weights and config to one .safetensors file, atomically (replacing it)."""
+    state, meta = _tensors_and_meta(model, extra)
     with atomic_output(path, overwrite=True) as tmp:
         save_file(state, str(tmp), metadata=meta)
+
+
+def weights_bytes(model: torch.nn.Module) -> bytes:
+    """The .safetensors file `save_weights` would write, as bytes (to send a model elsewhere)."""
+    return save(*_tensors_and_meta(model, None))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -56,6 +65,22 @@ def load_model(path: str | Path | None = None) -> UNet:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+    return _rebuild(state, meta, str(path))
+
+
+def model_from_bytes(data: bytes, name: str = "weights") -> UNet:
+    """Rebuild the model from the bytes of a .safetensors file (`weights_bytes`); `name` is
+    used in error messages. Raises InputError as load_model does."""
+    try:
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])  # u64 length, then JSON
+        meta = header.get("__metadata__") or {}
+        state = load(data)
+    except (SafetensorError, ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{name}: not a readable safetensors file ({e})") from None
+    return _rebuild(state, meta, name)
+
+
+def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, str], path: str) -> UNet:
     if meta.get("format") != "deband-unet-v1" or "config" not in meta:
         raise InputError(f"{path}: not a deband weights file (no model config in its metadata)")
     try:

@@ -42,3 +42,7 @@ class ResourceError(DebandError):
 
 class TooManyPixelsError(ResourceError):
     """An image holds more pixels than the limit it was read with."""
+
+
+class ClusterError(DebandError):
+    """A Ray cluster cannot be reached, lacks what a run needs, or lost a task for good."""

@@ -83,10 +83,8 @@ def run_batch(
     inputs: list[Path], out: Path, debander: Debander, opts: ImageOptions, progress: bool = True
 ) -> BatchReport:
     """Restore every input; failures are collected, not raised, so the batch goes on."""
-    if (len(inputs) > 1 or out.suffix.lower() not in WRITE_SUFFIXES) and not out.exists():
-        out.mkdir(parents=True)
     report = BatchReport()
-    bar = tqdm(list(zip(inputs, output_paths(inputs, out, opts.suffix))), disable=not progress, unit="image")
+    bar = tqdm(prepare_batch(inputs, out, opts), disable=not progress, unit="image")
     for src, dst in bar:
         bar.set_postfix_str(src.name)
         try:
@@ -95,6 +93,13 @@ def run_batch(
         except DebandError as e:
             report.failed.append((src, e))
     return report
+
+
+def prepare_batch(inputs: list[Path], out: Path, opts: ImageOptions) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs of a batch; the output folder is created when one is needed."""
+    if (len(inputs) > 1 or out.suffix.lower() not in WRITE_SUFFIXES) and not out.exists():
+        out.mkdir(parents=True)
+    return list(zip(inputs, output_paths(inputs, out, opts.suffix)))
 
 
 def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:

@@ -104,9 +104,12 @@ class Debander:
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
         """The shipped default model (or `weights`) on `device`, with inference `settings`."""
-        dev = resolve_device(device)
-        model = load_model(weights).to(dev).to(memory_format=torch.channels_last)
-        return cls(model=model, device=dev, **settings)
+        return cls.on_device(load_model(weights), resolve_device(device), **settings)
+
+    @classmethod
+    def on_device(cls, model: torch.nn.Module, device: torch.device, **settings) -> Debander:
+        """A restorer around `model`, moved to `device` in the memory layout inference uses."""
+        return cls(model=model.to(device).to(memory_format=torch.channels_last), device=device, **settings)
 
     def _denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):

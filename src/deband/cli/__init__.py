@@ -17,6 +17,7 @@ import sys
 from deband.cli.options import Parser, UsageError
 from deband.errors import (
     BitDepthError,
+    ClusterError,
     DebandError,
     InputError,
     OutputError,
@@ -44,6 +45,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OutputError, OUTPUT),
     (OSError, OUTPUT),  # writing failed (disk full, no permission)
     (ResourceError, RESOURCES),
+    (ClusterError, RESOURCES),
     (MemoryError, RESOURCES),
     (KeyboardInterrupt, INTERRUPTED),
 )

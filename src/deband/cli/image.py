@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from deband.cli.options import add_restore_options, int_range, load_debander, non_negative, positive
+from deband.cli.options import (
+    add_ray_option,
+    add_restore_options,
+    int_range,
+    load_debander,
+    non_negative,
+    positive,
+    ray_cluster,
+)
 from deband.errors import InputError, UnsupportedError
 
 EPILOG_IMAGE = """examples:
@@ -15,6 +23,7 @@ EPILOG_IMAGE = """examples:
   deband image sky.jpg -o sky.png --steps 8           more steps: more natural gradients
   deband image sky.png -o sky-8bit.png --bit-depth 8  8-bit with dither
   deband image big.tif -o big-clean.tif --tile 1024   smaller tiles: less memory
+  deband image shots/ -o clean/ --ray head:6379       each image a task of a Ray cluster
 """
 
 
@@ -36,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     img.add_argument("--max-pixels", type=int_range(1, 10**12), default=None,
                      help="refuse larger images (default 300 000 000)")
     add_restore_options(img)
+    add_ray_option(img, "restore the images")
     img.set_defaults(run=cmd_image)
     ins = sub.add_parser("inspect", help="map where CAMBI finds banding in an image, or a video's banded scenes",
                          epilog=EPILOG_INSPECT, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +81,14 @@ def cmd_image(args: argparse.Namespace) -> int:
         raise InputError("no images found in the given folders")
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
-    report = run_batch(inputs, args.output, load_debander(args), opts, progress=sys.stderr.isatty())
+    if args.ray is not None:
+        from deband.cluster import run_batch_ray
+
+        debander = load_debander(args, "cpu")  # the workers build their own
+        with ray_cluster(args) as cluster:
+            report = run_batch_ray(inputs, args.output, debander, opts, cluster, progress=sys.stderr.isatty())
+    else:
+        report = run_batch(inputs, args.output, load_debander(args), opts, progress=sys.stderr.isatty())
     for path in report.written:
         print(path)
     if report.failed:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deband.config import DEFAULT_STEPS
@@ -87,11 +90,30 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device} was asked for, but no CUDA GPU is available") from None
 
 
-def load_debander(args: argparse.Namespace):
-    """The restorer the options ask for; a bad weights file raises InputError."""
+def load_debander(args: argparse.Namespace, device: str | None = None):
+    """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
     from deband.restore import Debander
 
-    check_device(args.device)
-    return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
+    device = device or args.device
+    check_device(device)
+    return Debander.load(args.weights, device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
                          bars=not args.restore_bars)
+
+
+def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help=f"{what} as tasks of a Ray cluster: ADDRESS is host:6379 or ray://host:10001; without it, "
+                        "the cluster running on this machine, else a new one on its cores (needs deband[cluster])")
+
+
+@contextmanager
+def ray_cluster(args: argparse.Namespace) -> Iterator:
+    """Connected to the cluster --ray names while inside; yields its ClusterOptions."""
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray needs Ray: pip install 'deband[cluster]'")
+    from deband.cluster import ClusterOptions, connect
+
+    cluster = ClusterOptions(address=None if args.ray == "auto" else args.ray, device=args.device)
+    with connect(cluster.address):
+        yield cluster

@@ -7,7 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from deband.cli.options import UsageError, add_restore_options, int_range, load_debander, non_negative
+from deband.cli.options import (
+    UsageError,
+    add_ray_option,
+    add_restore_options,
+    int_range,
+    load_debander,
+    non_negative,
+    ray_cluster,
+)
 
 EPILOG_VIDEO = """examples:
   deband video clip.mp4 -o clip-deband.mkv                  10-bit HEVC, audio/subtitles copied
@@ -19,6 +27,8 @@ EPILOG_VIDEO = """examples:
                                               - and -o -: YUV4MPEG2 from stdin to stdout
   deband video film.mkv -o film-deband.mkv --jobs 2         two chunks at a time; rerun to resume
   deband video films/ -o debanded/                          every video of a folder
+  deband video film.mkv -o out.mkv --ray head:6379          chunks as tasks of a Ray cluster
+  deband video films/ -o debanded/ --ray                    on the Ray cluster of this machine
 
 Long videos are made in chunks of about 30 s cut at keyframes, kept in a hidden work folder
 beside the output until joined: after Ctrl-C, a kill or a power cut, the same command
@@ -49,6 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="chunk length, cut at keyframes; 0: one chunk (default 30)")
     vid.add_argument("--jobs", type=int_range(1, 64), default=1, help="chunks made at once (default 1)")
     vid.add_argument("--fresh", action="store_true", help="discard what an interrupted run left and start over")
+    add_ray_option(vid, "make the chunks (of every video of a folder)")
     add_restore_options(vid)
     vid.set_defaults(run=cmd_video)
 
@@ -64,23 +75,43 @@ def cmd_video(args: argparse.Namespace) -> int:
         chunking = ChunkOptions(seconds=args.chunk, jobs=args.jobs, fresh=args.fresh)
     except ValueError as e:
         raise UsageError(f"deband video: {e}") from None
+    _check_ray(args)
     if Path("-") in (args.input, args.output):
         return _cmd_pipe(args, opts)
     if args.input.is_dir():
         return _cmd_library(args, opts, chunking)
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
-    debander = load_debander(args)
-    if args.only_banded is not None:  # a first pass finds the banded scenes; then one pass in order
+    if args.ray is not None:
+        from deband.video.cluster import deband_video_ray
+
+        debander = load_debander(args, "cpu")  # the workers build their own
+        with ray_cluster(args) as cluster:
+            report = deband_video_ray(args.input, args.output, debander, opts, chunking, cluster, sys.stderr.isatty())
+    elif args.only_banded is not None:
+        debander = load_debander(args)  # a first pass finds the banded scenes; then one pass in order
         from deband.timeline import only_banded
 
         debander = only_banded(debander, args.input, args.only_banded, args.start, args.duration, sys.stderr.isatty())
         report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
     else:
-        report = deband_video_chunked(args.input, args.output, debander, opts, chunking, progress=sys.stderr.isatty())
+        report = deband_video_chunked(args.input, args.output, load_debander(args), opts, chunking,
+                                      progress=sys.stderr.isatty())
     print(f"{args.output}: {report.frames_out} frames, {report.fps:.2f} frames/s")
     if report.skipped_packets:
         print(f"deband: warning: skipped {report.skipped_packets} corrupt packet(s)", file=sys.stderr)
     return 0
+
+
+def _check_ray(args: argparse.Namespace) -> None:
+    """--ray works on files and folders, in chunks; not with what needs this machine."""
+    if args.ray is None:
+        return
+    if Path("-") in (args.input, args.output):
+        raise UsageError("deband video: --ray works on files and folders, not on pipes")
+    if args.only_banded is not None:
+        raise UsageError("deband video: --only-banded runs in one pass here; it does not combine with --ray")
+    if args.jobs != 1:
+        raise UsageError("deband video: --jobs sets workers on this machine; with --ray the cluster decides")
 
 
 def _cmd_pipe(args: argparse.Namespace, opts) -> int:
@@ -110,8 +141,16 @@ def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
 
     if args.output.is_file():
         raise OutputError(f"{args.output}: is a file; give a folder for the outputs of a folder")
-    report = deband_library(args.input, args.output, load_debander(args), opts, chunking,
-                            progress=sys.stderr.isatty())
+    if args.ray is not None:
+        from deband.video.cluster import deband_library_ray
+
+        debander = load_debander(args, "cpu")  # the workers build their own
+        with ray_cluster(args) as cluster:
+            report = deband_library_ray(args.input, args.output, debander, opts, chunking, cluster,
+                                        progress=sys.stderr.isatty())
+    else:
+        report = deband_library(args.input, args.output, load_debander(args), opts, chunking,
+                                progress=sys.stderr.isatty())
     rows = [("done", src, f"{r.frames_out} frames, {r.fps:.2f} frames/s -> {dst}") for src, dst, r in report.done]
     rows += [("failed", src, describe(e) if isinstance(e, DebandError) else str(e)) for src, e in report.failed]
     rows += [("skipped", src, f"{dst} exists (--overwrite replaces it)") for src, dst in report.skipped]

@@ -18,9 +18,10 @@ import pickle
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +29,15 @@ from tqdm import tqdm
 
 from deband.errors import OutputError
 from deband.outputs import atomic_output
-from deband.video.chunks import ChunkResult, check_container, encode_chunk, join_chunks, plan_chunks, scan_keyframes
+from deband.video.chunks import (
+    ChunkResult,
+    Keyframes,
+    check_container,
+    encode_chunk,
+    join_chunks,
+    plan_chunks,
+    scan_keyframes,
+)
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import check_paths
 from deband.video.resume import WorkFolder, work_key
@@ -64,6 +73,18 @@ class Job:
     info: Probe
 
 
+@dataclass
+class Run:
+    """One chunked run under way: what its chunks share, where it goes, what is left."""
+
+    job: Job
+    dst: Path
+    keys: Keyframes
+    todo: list[int]  # chunks without a verified file in the work folder
+    report: VideoReport = field(default_factory=VideoReport)
+    started: float = field(default_factory=time.perf_counter)
+
+
 def deband_video_chunked(
     src: str | Path,
     dst: str | Path,
@@ -78,7 +99,22 @@ def deband_video_chunked(
     is removed once dst is written, and after an error; after KeyboardInterrupt (Ctrl-C,
     SIGTERM) it is kept when it holds finished chunks, for the next run.
     """
-    options, chunking = options or VideoOptions(), chunking or ChunkOptions()
+    chunking = chunking or ChunkOptions()
+    run = start_run(src, dst, debander, options, chunking)
+    plan = run.job.work.plan
+    with cleanup_on_error(run):
+        initial = len(plan) - len(run.todo)
+        with tqdm(total=len(plan), initial=initial, unit="chunk", disable=not progress) as bar:
+            _make_chunks(run.job, run.todo, chunking.jobs, lambda r: (add_chunk(run, r), bar.update(1)))
+    return finish_run(run)
+
+
+def start_run(
+    src: str | Path, dst: str | Path, debander: Restorer, options: VideoOptions | None, chunking: ChunkOptions
+) -> Run:
+    """Check the paths and the container, plan the chunks, open the work folder (see
+    `deband.video.resume`) and find the chunks an earlier run left."""
+    options = options or VideoOptions()
     src, dst = check_paths(src, dst, options.overwrite)
     t0 = time.perf_counter()
     info = probe(src)
@@ -86,45 +122,64 @@ def deband_video_chunked(
     keys, span = scan_keyframes(src, options)
     plan = plan_chunks(keys, span, chunking.seconds)
     work = WorkFolder.open(dst, work_key(src, options, chunking.seconds, debander), plan, chunking.fresh)
-    report = VideoReport()
-    try:
-        todo = [i for i in range(len(plan)) if i not in work.verified()]
-        if len(todo) < len(plan):
-            log.info("%s: resuming, %d of %d chunks already made", src.name, len(plan) - len(todo), len(plan))
-        job = Job(src, work, debander, options, info)
-        with tqdm(total=len(plan), initial=len(plan) - len(todo), unit="chunk", disable=not progress) as bar:
-            _make_chunks(job, todo, chunking.jobs, lambda r: _finished(work, report, bar, r))
-        with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
-            report.frames_out = join_chunks(src, tmp, dst, work.files(), keys, info, options)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: keep finished chunks for the next run
-        _keep_if_useful(work)
-        raise
-    except OSError as e:  # disk full, no permission: name dst, not a temporary file
-        work.remove()
-        raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
-    except BaseException:
-        work.remove()
-        raise
-    work.remove()
-    report.total_s = time.perf_counter() - t0
-    log.info("%s: %d frames at %.2f frame/s", dst.name, report.frames_out, report.fps)
+    run = Run(Job(src, work, debander, options, info), dst, keys, [], started=t0)
+    with cleanup_on_error(run):
+        run.todo = [i for i in range(len(plan)) if i not in work.verified()]
+        if len(run.todo) < len(plan):
+            log.info("%s: resuming, %d of %d chunks already made", src.name, len(plan) - len(run.todo), len(plan))
+    return run
+
+
+def add_chunk(run: Run, result: ChunkResult) -> None:
+    """Record a finished chunk in the manifest and add its times to the run's report."""
+    run.job.work.record(result)
+    run.report.frames_in += result.report.frames_in
+    run.report.skipped_packets += result.report.skipped_packets
+    for phase in _TIMES:
+        setattr(run.report, phase, getattr(run.report, phase) + getattr(result.report, phase))
+
+
+def finish_run(run: Run) -> VideoReport:
+    """Join the chunks into dst (here), remove the work folder; the run's report."""
+    job, report = run.job, run.report
+    with cleanup_on_error(run):
+        with atomic_output(run.dst, job.options.overwrite, sources=[job.src]) as tmp:
+            report.frames_out = join_chunks(job.src, tmp, run.dst, job.work.files(), run.keys, job.info, job.options)
+    job.work.remove()
+    report.total_s = time.perf_counter() - run.started
+    log.info("%s: %d frames at %.2f frame/s", run.dst.name, report.frames_out, report.fps)
     return report
 
 
-def _finished(work: WorkFolder, report: VideoReport, bar: tqdm, result: ChunkResult) -> None:
-    work.record(result)
-    report.frames_in += result.report.frames_in
-    report.skipped_packets += result.report.skipped_packets
-    for phase in _TIMES:
-        setattr(report, phase, getattr(report, phase) + getattr(result.report, phase))
-    bar.update(1)
+@contextmanager
+def cleanup_on_error(run: Run) -> Iterator[None]:
+    """Whatever is raised inside tidies the work folder (`abandon`) on its way out."""
+    try:
+        yield
+    except BaseException as e:
+        error = abandon(run, e)
+        if error is e:
+            raise
+        raise error from e
 
 
-def _keep_if_useful(work: WorkFolder) -> None:
-    if work.done:
-        work.remove_partials()
-    else:
-        work.remove()
+def abandon(run: Run, error: BaseException) -> BaseException:
+    """Tidy the work folder of a run stopped by `error`; the exception to raise for it.
+
+    After KeyboardInterrupt (Ctrl-C, SIGTERM) the folder is kept when it holds finished
+    chunks; after an error it is removed, and an OSError (disk full, no permission) becomes
+    an OutputError naming dst, not a temporary file."""
+    work = run.job.work
+    if isinstance(error, KeyboardInterrupt):
+        if work.done:
+            work.remove_partials()
+        else:
+            work.remove()
+        return error
+    work.remove()
+    if isinstance(error, OSError):
+        return OutputError(f"{run.dst}: write failed ({error.strerror or error})")
+    return error
 
 
 def _make_chunks(job: Job, todo: list[int], jobs: int, done: Callable[[ChunkResult], None]) -> None:

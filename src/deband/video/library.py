@@ -66,7 +66,24 @@ def deband_library(
     """Deband every video of src_dir into out_dir (created if missing). Raises InputError
     when the folder holds no video and OutputError when out_dir cannot be made; errors of
     single files are collected in the report. KeyboardInterrupt stops the whole run."""
-    src_dir, out_dir, options = Path(src_dir), Path(out_dir), options or VideoOptions()
+    options = options or VideoOptions()
+    todo, report = plan_library(src_dir, out_dir, options.overwrite)
+    for src, dst in todo:
+        try:
+            report.done.append((src, dst, deband_video_chunked(src, dst, debander, options, chunking, progress)))
+        except (DebandError, OSError) as e:
+            log.warning("%s: failed (%s)", src.name, e)
+            report.failed.append((src, e))
+    return report
+
+
+def plan_library(
+    src_dir: str | Path, out_dir: str | Path, overwrite: bool
+) -> tuple[list[tuple[Path, Path]], LibraryReport]:
+    """The (input, output) pairs to make, and a report that lists those skipped because their
+    output exists (unless `overwrite`). Creates out_dir. Raises InputError when the folder
+    holds no video and OutputError when out_dir cannot be made."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
     videos = list_videos(src_dir)
     if not videos:
         raise InputError(f"{src_dir}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
@@ -74,14 +91,10 @@ def deband_library(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
-    report = LibraryReport()
+    todo, report = [], LibraryReport()
     for src, dst in zip(videos, output_paths(videos, out_dir)):
-        if dst.exists() and not options.overwrite:
+        if dst.exists() and not overwrite:
             report.skipped.append((src, dst))
-            continue
-        try:
-            report.done.append((src, dst, deband_video_chunked(src, dst, debander, options, chunking, progress)))
-        except (DebandError, OSError) as e:
-            log.warning("%s: failed (%s)", src.name, e)
-            report.failed.append((src, e))
-    return report
+        else:
+            todo.append((src, dst))
+    return todo, report
