@@ -110,7 +110,7 @@ class Debander:
 
     def _denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            return self.model(x_t.contiguous(memory_format=torch.channels_last), t).float()
+            return self.model(x_t, t).float()  # the model takes any layout; NCHW costs no copy
 
     def _restore_tile(self, y: torch.Tensor) -> torch.Tensor:
         g = torch.Generator(device=self.device).manual_seed(self.seed) if self.eps > 0 else None
