@@ -46,10 +46,14 @@ def blend_reference(x: torch.Tensor, logits: torch.Tensor, scales: int) -> torch
 def blend(x: torch.Tensor, logits: torch.Tensor, scales: int) -> torch.Tensor:
     """`blend_reference`, streamed over the pyramid in place; same arguments, same result up to rounding.
 
-    Writing in place leaves nothing for autograd to differentiate, so while autograd is
-    recording (training) this is `blend_reference`.
+    Writing in place leaves nothing for autograd to differentiate, and the check that picks
+    the reference for extreme logits depends on the data, which a traced graph cannot hold:
+    while autograd is recording (training) or a graph is being captured (ONNX export,
+    torch.compile), this is `blend_reference`.
     """
     if torch.is_grad_enabled() and (x.requires_grad or logits.requires_grad):
+        return blend_reference(x, logits, scales)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
         return blend_reference(x, logits, scales)
     b, c, h, w = x.shape
     x = x.float().contiguous()
