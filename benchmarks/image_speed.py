@@ -102,6 +102,7 @@ def split(src: Path, dst: Path) -> None:
 
     t_torch = time.perf_counter()
     import deband.model
+    import deband.restore
     from deband.images import ImageOptions
     from deband.io import read_image, write_image
     from deband.pixels import to_codes
@@ -120,9 +121,13 @@ def split(src: Path, dst: Path) -> None:
         return run
 
     t = time.perf_counter()
+    getattr(deband.restore, "keep_freed_memory", lambda: None)()  # as the CLI does (where it exists)
     debander = Debander.load(device="cpu")
     times["load model"] = time.perf_counter() - t
-    deband.model.blend = clocked(deband.model.blend, "blends")
+    if hasattr(deband.model, "blend"):
+        deband.model.blend = clocked(deband.model.blend, "blends")
+    else:  # the model code before the blend had a module of its own, to measure it the same way
+        deband.model.UNet._blend = clocked(deband.model.UNet._blend, "blends")
     debander._denoiser = clocked(debander._denoiser, "network calls")
     opts = ImageOptions()
     t = time.perf_counter()

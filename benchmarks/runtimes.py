@@ -4,7 +4,7 @@ Runs the shipped model on the same banded 1920x1080 frame (t = 1, the first INDI
 PyTorch eager fp32 (NCHW and channels-last weights; inference_mode and no_grad), the plain
 forward the tests hold as the reference (what the network computed before its full-resolution
 work was streamed), ONNX Runtime at each graph optimisation level and OpenVINO's CPU plugin
-in fp32. The runtimes take turns, round after round, and each row gives the best and the
+in fp32; PyTorch also with one thread. The runtimes take turns, round after round, and each row gives the best and the
 median time; "max |diff|" is the largest per-pixel difference, on [0, 1], from the default
 path (PyTorch eager, channels-last, inference_mode). On a shared machine expect spread.
 
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from deband.checkpoint import load_model
+from deband.restore import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from image_speed import banded_frame  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -37,11 +38,12 @@ from image_speed import banded_frame  # noqa: E402  (benchmarks/ is on sys.path 
 Call = Callable[[np.ndarray], np.ndarray]  # (1, 3, h, w) float32 -> (1, 3, h, w) float32
 
 
-def torch_call(model: torch.nn.Module, mode: str, forward: Callable | None = None) -> Call:
+def torch_call(model: torch.nn.Module, mode: str, threads: int, forward: Callable | None = None) -> Call:
     """A network call through PyTorch eager; forward(model, x, t) replaces model(x, t) if given."""
     context = torch.inference_mode if mode == "inference_mode" else torch.no_grad
 
     def call(x: np.ndarray) -> np.ndarray:
+        torch.set_num_threads(threads)
         with context():
             xt = torch.from_numpy(x)
             return (forward(model, xt, 1.0) if forward else model(xt, 1.0)).numpy()
@@ -100,11 +102,13 @@ def build(args: argparse.Namespace, tmp: Path) -> dict[str, Call]:
 
     cl = load_model(None).eval().to(memory_format=torch.channels_last)
     nchw = load_model(None).eval()
+    n = args.threads
     calls = {
-        "torch eager, channels-last, inference_mode (default)": torch_call(cl, "inference_mode"),
-        "torch eager, channels-last, no_grad": torch_call(cl, "no_grad"),
-        "torch eager, NCHW, inference_mode": torch_call(nchw, "inference_mode"),
-        "torch eager, plain forward (before), channels-last": torch_call(cl, "inference_mode", reference_forward),
+        "torch eager, channels-last, inference_mode (default)": torch_call(cl, "inference_mode", n),
+        "torch eager, channels-last, no_grad": torch_call(cl, "no_grad", n),
+        "torch eager, NCHW, inference_mode": torch_call(nchw, "inference_mode", n),
+        "torch eager, channels-last, inference_mode, 1 thread": torch_call(cl, "inference_mode", 1),
+        "torch eager, plain forward (before), channels-last": torch_call(cl, "inference_mode", n, reference_forward),
     }
     try:
         onnx = tmp / "deband.onnx"
@@ -132,7 +136,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every runtime (default 2)")
     p.add_argument("--size", type=lambda s: tuple(map(int, s.split("x"))), default=(1080, 1920), help="HxW")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the CLI does
     x = banded_frame(*args.size)[None].numpy()  # (1, 3, h, w) float32 on [0, 1]
     with tempfile.TemporaryDirectory() as tmp:
         calls = build(args, Path(tmp))

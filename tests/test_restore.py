@@ -1,3 +1,6 @@
+import platform
+import resource
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +64,17 @@ def test_untrained_model_restores_to_the_input():
 def test_to_float_rejects_other_types():
     with pytest.raises(ValueError):
         to_float(np.zeros((2, 2), np.int32))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's allocator only")
+def test_freed_memory_is_reused_without_page_faults():
+    from deband.restore import keep_freed_memory
+
+    def faults() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(16 * 2**20)  # 64 MiB, freed at once: 16k pages
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    assert keep_freed_memory()
+    faults()
+    assert faults() < 1000

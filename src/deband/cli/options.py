@@ -77,9 +77,10 @@ def check_device(device: str) -> None:
 
 def load_debander(args: argparse.Namespace):
     """The restorer the options ask for; a bad weights file raises InputError."""
-    from deband.restore import Debander
+    from deband.restore import Debander, keep_freed_memory
 
     check_device(args.device)
+    keep_freed_memory()
     return Debander.load(args.weights, args.device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
                          bars=not args.restore_bars)
