@@ -1,5 +1,6 @@
 import platform
-import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,15 +67,27 @@ def test_to_float_rejects_other_types():
         to_float(np.zeros((2, 2), np.int32))
 
 
+FAULTS = """
+import resource, sys, torch
+from deband.restore import keep_freed_memory
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(10 * 2**20)  # 40 MiB, freed at once: 10k pages (glibc maps over 32 MiB afresh by default)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+tuned = sys.argv[1] == "tuned" and keep_freed_memory()
+print(tuned, max([faults() for _ in range(6)][3:]))
+"""
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's allocator only")
-def test_freed_memory_is_reused_without_page_faults():
-    from deband.restore import keep_freed_memory
-
-    def faults() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.ones(16 * 2**20)  # 64 MiB, freed at once: 16k pages
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    assert keep_freed_memory()
-    faults()
-    assert faults() < 1000
+@pytest.mark.parametrize("setting", ["tuned", "default"])
+def test_freed_memory_is_reused_without_page_faults(setting):
+    """In a fresh interpreter, as the CLI calls it: the heap settles within the first calls."""
+    out = subprocess.run([sys.executable, "-c", FAULTS, setting], capture_output=True, text=True, check=True)
+    tuned, faults = out.stdout.split()
+    if setting == "tuned":
+        assert tuned == "True" and int(faults) < 1000
+    else:
+        assert int(faults) > 9000  # every call faults its pages in
