@@ -1,3 +1,7 @@
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +65,29 @@ def test_untrained_model_restores_to_the_input():
 def test_to_float_rejects_other_types():
     with pytest.raises(ValueError):
         to_float(np.zeros((2, 2), np.int32))
+
+
+FAULTS = """
+import resource, sys, torch
+from deband.restore import keep_freed_memory
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(10 * 2**20)  # 40 MiB, freed at once: 10k pages (glibc maps over 32 MiB afresh by default)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+tuned = sys.argv[1] == "tuned" and keep_freed_memory()
+print(tuned, max([faults() for _ in range(6)][3:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's allocator only")
+@pytest.mark.parametrize("setting", ["tuned", "default"])
+def test_freed_memory_is_reused_without_page_faults(setting):
+    """In a fresh interpreter, as the CLI calls it: the heap settles within the first calls."""
+    out = subprocess.run([sys.executable, "-c", FAULTS, setting], capture_output=True, text=True, check=True)
+    tuned, faults = out.stdout.split()
+    if setting == "tuned":
+        assert tuned == "True" and int(faults) < 1000
+    else:
+        assert int(faults) > 9000  # every call faults its pages in

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deband.blend import blend
 from deband.config import ModelConfig
 
 
@@ -100,7 +101,8 @@ class UNet(nn.Module):
         temb = self.time_mlp(time_features(t, self.config.time_dim))  # (b, time_dim)
         m = self.config.multiple
         ph, pw = (-h) % m, (-w) % m
-        x = F.pad(x_t, (0, pw, 0, ph), mode="replicate") if ph or pw else x_t
+        x = x_t.contiguous()  # full-resolution work runs fastest in NCHW, the convolutions in NHWC
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
         feat = self.stem(self._stem_input(x))  # (b, c0, H/r, W/r)
         skips = []
         for level, blocks in enumerate(self.enc):
@@ -114,30 +116,25 @@ class UNet(nn.Module):
             feat = feat + skips[level]  # additive skip
             for block in self.dec[level]:
                 feat = block(feat, temb)
-        gain = self.config.detail_gain
         feat = F.silu(feat)
-        smooth = self._blend(x, self.blend(feat)) if self.blend is not None else x  # where, how widely to smooth
-        residual = F.pixel_shuffle(self.head(feat), self.config.unshuffle)  # (b, c, H, W), x gain
+        smooth = blend(x, self.blend(feat), self.config.smooth_scales) if self.blend is not None else x.clone()
+        residual = _depth_to_space(self.head(feat), self.config.unshuffle)  # (b, c, H, W), x gain
         if self.config.refine:
-            residual = residual + self.refine(torch.cat([x * 2 - 1, (smooth - x) * gain + residual], dim=1))
-        return (smooth + residual.to(x.dtype) / gain)[:, :, :h, :w]
+            residual.add_(self._refine(x, smooth, residual))
+        return smooth.add_(residual.to(x.dtype), alpha=1 / self.config.detail_gain)[:, :, :h, :w]
 
-    def _blend(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax-weighted mix of x and x smoothed at 2, 4, ... 2**k pixels, per pixel and channel.
+    def _refine(self, x: torch.Tensor, smooth: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The full-resolution correction, from x and the correction so far (both x gain).
 
-        Smoothing inside a band, with the width chosen from context, is what removes a band;
-        keeping x near real edges and texture is what keeps detail. logits: (b, c (k+1), H/r, W/r).
+        x, smooth, residual: (b, c, H, W) contiguous. Returns (b, c, H, W), x gain. The
+        input is written straight into the channels-last layout the convolutions run in.
         """
-        b, c, h, w = x.shape
-        k = self.config.smooth_scales
-        candidates, level = [x], x
-        for _ in range(k):
-            level = F.avg_pool2d(level, 2)
-            candidates.append(F.interpolate(level, size=(h, w), mode="bilinear", align_corners=False))
-        stack = torch.stack(candidates, dim=2)  # (b, c, k+1, H, W)
-        weights = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
-        weights = weights.unflatten(1, (c, k + 1)).softmax(dim=2)  # (b, c, k+1, H, W)
-        return (weights * stack).sum(dim=2)
+        detail = torch.sub(smooth, x).mul_(self.config.detail_gain).add_(residual)  # where it smoothed, x gain
+        parts = [(x * 2 - 1).permute(0, 2, 3, 1), detail.permute(0, 2, 3, 1)]
+        inp = torch.cat(parts, dim=3).permute(0, 3, 1, 2)  # (b, 2c, H, W), channels-last
+        hidden = self.refine[0](inp)  # (b, refine, H, W)
+        hidden = F.silu(hidden, inplace=not hidden.requires_grad)
+        return self.refine[2](hidden)
 
     def _stem_input(self, x: torch.Tensor) -> torch.Tensor:
         """Space-to-depth pixels plus their local detail amplified by `detail_gain`.
@@ -145,14 +142,28 @@ class UNet(nn.Module):
         Band steps are ~1/64 of the signal; amplified detail lets the first layer see them at
         the scale of everything else. Returns shape (b, 2 c r^2 + c, H/r, W/r).
         """
-        b, c, _, _ = x.shape
+        b, c, h, w = x.shape
         r, gain = self.config.unshuffle, self.config.detail_gain
-        u = F.pixel_unshuffle(x, r)  # (b, c r^2, H/r, W/r), channel-major
-        blocks = u.unflatten(1, (c, r * r))  # (b, c, r^2, H/r, W/r)
-        mean = blocks.mean(2)  # (b, c, H/r, W/r): each r x r block's mean
-        within = (blocks - mean[:, :, None]).flatten(1, 2) * gain  # detail inside blocks
+        blocks = x.view(b, c, h // r, r, w // r, r).permute(0, 2, 4, 1, 3, 5)  # (b, H/r, W/r, c, r, r)
+        blocks = blocks.reshape(b, h // r, w // r, c, r * r)  # space-to-depth, channels last
+        mean = blocks.mean(-1)  # (b, H/r, W/r, c): each r x r block's mean
+        within = (blocks - mean[..., None]) * gain  # detail inside blocks
+        mean = mean.permute(0, 3, 1, 2)  # (b, c, H/r, W/r), channels-last
         around = (mean - F.avg_pool2d(F.pad(mean, (1, 1, 1, 1), mode="replicate"), 3, stride=1)) * gain
-        return torch.cat([u * 2 - 1, within, around], dim=1)
+        parts = [blocks * 2 - 1, within, around.permute(0, 2, 3, 1)[..., None]]
+        return torch.cat([p.flatten(3) for p in parts], dim=3).permute(0, 3, 1, 2)  # channels-last
+
+
+def _depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
+    """F.pixel_shuffle(x, r), always returned contiguous (NCHW) whatever the layout of x.
+
+    x (Tensor): shape (b, c r^2, h, w). Returns shape (b, c, h r, w r).
+    """
+    b, crr, h, w = x.shape
+    c = crr // (r * r)
+    out = torch.empty((b, c, h * r, w * r), dtype=x.dtype, device=x.device)
+    out.view(b, c, h, r, w, r).copy_(x.view(b, c, r, r, h, w).permute(0, 1, 4, 2, 5, 3))
+    return out
 
 
 def grow_smooth_scales(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig) -> dict[str, torch.Tensor]:

@@ -92,10 +92,11 @@ def check_device(device: str) -> None:
 
 def load_debander(args: argparse.Namespace, device: str | None = None):
     """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
-    from deband.restore import Debander
+    from deband.restore import Debander, keep_freed_memory
 
     device = device or args.device
     check_device(device)
+    keep_freed_memory()
     return Debander.load(args.weights, device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
                          bars=not args.restore_bars)
