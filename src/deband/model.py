@@ -159,6 +159,8 @@ def _depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
 
     x (Tensor): shape (b, c r^2, h, w). Returns shape (b, c, h r, w r).
     """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # a traced graph cannot hold the copy into a view
+        return F.pixel_shuffle(x, r).contiguous()
     b, crr, h, w = x.shape
     c = crr // (r * r)
     out = torch.empty((b, c, h * r, w * r), dtype=x.dtype, device=x.device)
