@@ -29,7 +29,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +189,11 @@ def ship_restorer(debander: Any, device: str) -> RestorerSpec:
 
     import ray
 
-    from deband.checkpoint import weights_bytes
     from deband.restore import Debander
 
     if not isinstance(debander, Debander):
         raise TypeError(f"a Ray run needs a deband.restore.Debander, got {type(debander).__name__}")
-    data = weights_bytes(debander.model)
-    settings = {f.name: getattr(debander, f.name) for f in fields(debander) if f.name not in ("model", "device")}
+    data, settings = debander.portable()
     key = hashlib.sha256(data + repr(sorted(settings.items())).encode() + device.encode()).hexdigest()
     return RestorerSpec(key, [ray.put(data)], settings, device)
 
@@ -204,13 +202,12 @@ def worker_restorer(spec: RestorerSpec):
     """The Debander of spec, built once per worker process (on its GPU for a GPU task)."""
     import ray
 
-    from deband.checkpoint import model_from_bytes
     from deband.restore import Debander
 
     if spec.key not in _WORKER_RESTORER:
         _WORKER_RESTORER.clear()  # one model per process
-        model = model_from_bytes(ray.get(spec.weights[0]))
-        _WORKER_RESTORER[spec.key] = Debander.on_device(model, torch.device(spec.device), **spec.settings)
+        data = ray.get(spec.weights[0])
+        _WORKER_RESTORER[spec.key] = Debander.from_portable(data, spec.settings, torch.device(spec.device))
     return _WORKER_RESTORER[spec.key]
 
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +110,21 @@ class Debander:
     def on_device(cls, model: torch.nn.Module, device: torch.device, **settings) -> Debander:
         """A restorer around `model`, moved to `device` in the memory layout inference uses."""
         return cls(model=model.to(device).to(memory_format=torch.channels_last), device=device, **settings)
+
+    def portable(self) -> tuple[bytes, dict]:
+        """The restorer as plain data to send to another process or machine: its weights as
+        .safetensors bytes, and its settings (every field but model and device)."""
+        from deband.checkpoint import weights_bytes
+
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "device")}
+        return weights_bytes(self.model), settings
+
+    @classmethod
+    def from_portable(cls, data: bytes, settings: dict, device: torch.device) -> Debander:
+        """The restorer `portable` described, rebuilt on `device`."""
+        from deband.checkpoint import model_from_bytes
+
+        return cls.on_device(model_from_bytes(data), device, **settings)
 
     def _denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):

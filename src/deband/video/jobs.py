@@ -14,7 +14,6 @@ import ctypes
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import time
@@ -190,7 +189,7 @@ def _make_chunks(job: Job, todo: list[int], jobs: int, done: Callable[[ChunkResu
             done(_chunk(job, i))
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    blob = pickle.dumps(job.restorer)  # plain bytes: no file descriptors shared with workers
+    blob = _portable(job.restorer)
     job = replace(job, restorer=None, options=replace(job.options, threads=threads))
     pool = ProcessPoolExecutor(
         min(jobs, len(todo)), multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
@@ -214,8 +213,34 @@ def _chunk(job: Job, index: int) -> ChunkResult:
     )
 
 
-def _chunk_in_worker(job: Job, restorer: bytes, index: int) -> ChunkResult:
-    return _chunk(replace(job, restorer=pickle.loads(restorer)), index)
+def _portable(restorer: Restorer) -> tuple:
+    """The restorer as it travels to a worker: a Debander as its weights and settings (plain
+    bytes, so no tensor memory or file descriptor is shared with the workers); any other
+    restorer (a test's stand-in) as itself."""
+    from deband.restore import Debander
+
+    if isinstance(restorer, Debander):
+        return ("debander", *restorer.portable(), str(restorer.device))
+    return ("object", restorer)
+
+
+_WORKER_RESTORER: dict[int, Restorer] = {}  # in a worker process: the restorer it has rebuilt
+
+
+def _rebuilt(portable: tuple) -> Restorer:
+    if portable[0] == "object":
+        return portable[1]
+    from deband.restore import Debander
+
+    key = hash(portable[1])  # the same weights bytes: build the model once per worker
+    if key not in _WORKER_RESTORER:
+        _WORKER_RESTORER.clear()
+        _WORKER_RESTORER[key] = Debander.from_portable(portable[1], portable[2], torch.device(portable[3]))
+    return _WORKER_RESTORER[key]
+
+
+def _chunk_in_worker(job: Job, restorer: tuple, index: int) -> ChunkResult:
+    return _chunk(replace(job, restorer=_rebuilt(restorer)), index)
 
 
 def _init_worker(threads: int) -> None:
