@@ -40,6 +40,11 @@ class DataConfig:
     codec_probability: float = 0.1  # share of pairs banded by a real codec (JPEG/H.264/H.265)
     unbanded_fraction: float = 0.2  # share of pairs with nothing to deband: grain/texture at 8 bits in, clean out
     letterbox_fraction: float = 0.15  # share of pairs framed by flat near-black bars, the same in input and target
+    delivery_probability: float = 0.0  # share of banded pairs banded as delivered video (delivery.random_delivery)
+    corpus: str | None = None  # real clean images: a corpus folder (manifest.json; train split only) or a .npz pack
+    corpus_fraction: float = 0.0  # share of the non-faint pairs cut from `corpus` images rather than synthesised
+    corpus_region: int = 720  # corpus pairs are banded as a whole region this high (16:9), then cropped
+    faint_fraction: float = 0.0  # share of detail-safety pairs: faint real detail (faint.py) at 8 bits in, clean out
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,24 @@ from dataclasses import dataclass
 import torch
 
 from deband.config import DataConfig
-from deband.degrade import random_degrade
+from deband.degrade import randint, uniform
+from deband.delivery import random_banding
+from deband.errors import InputError
+from deband.faint import faint_pair
 from deband.letterbox import add_bars
 from deband.pixels import quantise
-from deband.sources import add_detail, bundled_photos, folder_images, load_clean, procedural_scene, random_crop
+from deband.sources import (
+    CorpusImages,
+    add_detail,
+    bundled_photos,
+    crop_pair,
+    folder_images,
+    load_clean,
+    pad_to,
+    procedural_scene,
+    random_crop,
+    random_region,
+)
 
 RANK_STRIDE = 1000  # run seeds of one run's ranks: seed * RANK_STRIDE + rank (up to 1000 ranks)
 STEP_STRIDE = 1_000_003  # a prime: step seeds of different ranks never meet within a million steps
@@ -47,8 +61,14 @@ class RunSeeds:
 
 
 class PairSampler:
-    """Draws batches of (clean, banded) patches from procedural scenes, bundled photos and
-    user folders, banded by `random_degrade`. Deterministic given the generator.
+    """Draws batches of (clean, banded) patches, deterministic given the generator.
+
+    A share `faint_fraction` of the pairs are detail-safety pairs (`faint.faint_pair`: faint
+    real detail delivered at 8 bits, target the clean scene). Of the rest, a share
+    `corpus_fraction` come from the corpus's train images (`corpus_pair`), and the others from
+    procedural scenes, bundled photos and user folders (`synthetic_pair`); both are banded by
+    `delivery.random_banding`. Any pair may then be framed by letterbox bars. With the
+    corpus and faint fields at their defaults the draws are those of the procedural sampler alone.
     """
 
     def __init__(self, config: DataConfig, generator: torch.Generator):
@@ -56,6 +76,10 @@ class PairSampler:
         self.g = generator
         self.photos = bundled_photos() if config.natural_fraction > 0 else []
         self.files = [p for folder in config.folders for p in folder_images(folder)]
+        uses_corpus = config.corpus is not None and (config.corpus_fraction > 0 or config.faint_fraction > 0)
+        self.corpus = CorpusImages(config.corpus) if uses_corpus else None
+        if self.corpus is not None and len(self.corpus) == 0:
+            raise InputError(f"{config.corpus}: no train images to draw from")
 
     def clean(self, size: int) -> torch.Tensor:
         """One clean patch, shape (3, size, size), float32 on [0, 1]."""
@@ -67,19 +91,44 @@ class PairSampler:
             return random_crop(img, size, self.g)
         return procedural_scene(size, size, self.g)
 
-    def pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One (clean, banded) pair, each shape (3, size, size). A share `unbanded_fraction`
-        has nothing to deband: a clean patch under grain or texture, delivered at 8 bits,
-        so the restorer learns to leave detail alone."""
+    def corpus_image(self) -> torch.Tensor:
+        """A random train image of the corpus, (3, h, w)."""
+        return self.corpus[randint(self.g, 0, len(self.corpus) - 1)]
+
+    def corpus_crop(self, size: int) -> torch.Tensor:
+        """A random size x size crop of a random corpus image."""
+        return random_crop(self.corpus_image(), size, self.g)
+
+    def corpus_pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A region of a corpus image `corpus_region` px high (or the whole image) banded as a
+        whole, so chroma subsampling, codec blocks and dither act as on a delivered frame, then
+        clean and banded cropped to size at the same place. Each (3, size, size)."""
+        region = pad_to(random_region(self.corpus_image(), self.config.corpus_region, self.g), size)
+        banded = random_banding(region, self.g, self.config.codec_probability, self.config.delivery_probability)
+        return crop_pair(region, banded, size, self.g)
+
+    def synthetic_pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (clean, banded) pair of a procedural scene or photo, each (3, size, size). A share
+        `unbanded_fraction` has nothing to deband: a clean patch under grain or texture,
+        delivered at 8 bits, so the restorer learns to leave detail alone."""
         clean = self.clean(size)
         share = self.config.unbanded_fraction
         if share > 0 and torch.rand((), generator=self.g).item() < share:
             span = (clean.amax() - clean.amin()).item()
             clean = add_detail(clean, self.g, span, p=1.0, grain_max=0.04).clamp(0, 1)
-            banded = quantise(clean, 8)
+            return clean, quantise(clean, 8)
+        return clean, random_banding(clean, self.g, self.config.codec_probability, self.config.delivery_probability)
+
+    def pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (clean, banded) pair, each shape (3, size, size), float32 on [0, 1]."""
+        cfg = self.config
+        if cfg.faint_fraction > 0 and uniform(self.g, 0, 1) < cfg.faint_fraction:
+            clean, banded = faint_pair(size, self.g, self.corpus_crop if self.corpus is not None else None)
+        elif self.corpus is not None and cfg.corpus_fraction > 0 and uniform(self.g, 0, 1) < cfg.corpus_fraction:
+            clean, banded = self.corpus_pair(size)
         else:
-            banded = random_degrade(clean, self.g, self.config.codec_probability)
-        if torch.rand((), generator=self.g).item() < self.config.letterbox_fraction:
+            clean, banded = self.synthetic_pair(size)
+        if torch.rand((), generator=self.g).item() < cfg.letterbox_fraction:
             clean, banded = add_bars(clean, banded, self.g)
         return clean, banded
 

@@ -48,7 +48,7 @@ def _palette(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand((n, 3), generator=g)
 
 
-def _ramp(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+def ramp(h: int, w: int, g: torch.Generator) -> torch.Tensor:
     """A smooth 0..1 field: linear, radial (vignette/sun) or low-frequency noise. Shape (h, w)."""
     yy, xx = _coords(h, w)
     kind = int(torch.randint(0, 3, (), generator=g))
@@ -94,7 +94,7 @@ def procedural_scene_layers(h: int, w: int, g: torch.Generator) -> tuple[torch.T
     lo = _u(g, 0.0, 0.08).item() if dark else _u(g, 0.0, 0.7).item()
     span = _u(g, 0.03, 0.25).item() if dark else _u(g, 0.05, 1.0 - lo).item()
     colours = _palette(g, 3, lo, lo + span)  # (3, 3)
-    f1, f2 = _ramp(h, w, g), _ramp(h, w, g) * _u(g, 0, 0.6).item()
+    f1, f2 = ramp(h, w, g), ramp(h, w, g) * _u(g, 0, 0.6).item()
     img = colours[0, :, None, None] + f1 * (colours[1] - colours[0])[:, None, None]
     img = img + f2 * (colours[2] - colours[0])[:, None, None]
     if torch.rand((), generator=g) < 0.5:  # soft clouds
@@ -102,7 +102,7 @@ def procedural_scene_layers(h: int, w: int, g: torch.Generator) -> tuple[torch.T
     for _ in range(int(torch.randint(0, 4, (), generator=g))):  # sharp-edged objects with their own gradient
         m = _shape_mask(h, w, g)
         c = _palette(g, 2, lo, lo + span)
-        fill = c[0, :, None, None] + _ramp(h, w, g) * (c[1] - c[0])[:, None, None]
+        fill = c[0, :, None, None] + ramp(h, w, g) * (c[1] - c[0])[:, None, None]
         img = img * (1 - m) + fill * m
     return img.clamp(0, 1), add_detail(img, g, span).clamp(0, 1)
 
@@ -219,3 +219,74 @@ def random_crop(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     if torch.rand((), generator=g) < 0.5:
         crop = crop.flip(-1)
     return crop
+
+
+# --- corpora: real images for training ---------------------------------------------------
+
+
+def corpus_train_files(folder: str | Path) -> list[Path]:
+    """The images of a corpus folder (`deband corpus build`) whose manifest entry has split
+    "train", in manifest order. Held-out images are never returned."""
+    import json
+
+    from deband.errors import InputError
+
+    manifest = Path(folder) / "manifest.json"
+    try:
+        entries = json.loads(manifest.read_text())["images"]
+        return [Path(folder) / e["file"] for e in entries if e["split"] == "train"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{manifest}: not a corpus manifest ({e})") from None
+
+
+class CorpusImages:
+    """The train images of a corpus folder (with manifest.json) or the crops of a training pack
+    (a .npz file, `deband.pack`), by index, decoded on first use. The last `cache` images
+    decoded stay in memory. Each image: (3, h, w) float32 on [0, 1]."""
+
+    def __init__(self, path: str | Path, cache: int = 8):
+        from deband.pack import Pack
+
+        path = Path(path)
+        self.pack = Pack(path) if path.suffix == ".npz" else None
+        self.files = [] if self.pack is not None else corpus_train_files(path)
+        self.cache, self._decoded = cache, {}
+
+    def __len__(self) -> int:
+        return len(self.pack) if self.pack is not None else len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._decoded:
+            if len(self._decoded) >= self.cache:
+                self._decoded.pop(next(iter(self._decoded)))  # the oldest entry
+            self._decoded[i] = self.pack.crop(i) if self.pack is not None else load_clean(self.files[i])
+        return self._decoded[i]
+
+
+def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """x (3, h, w) edge-padded at the bottom and right to at least size x size."""
+    _, h, w = x.shape
+    if h >= size and w >= size:
+        return x
+    return F.pad(x[None], (0, max(0, size - w), 0, max(0, size - h)), mode="replicate")[0]
+
+
+def random_region(x: torch.Tensor, height: int, g: torch.Generator) -> torch.Tensor:
+    """A random region of x (3, h, w) `height` px high and 16:9 wide, or as much of x as there is."""
+    _, h, w = x.shape
+    rh, rw = min(h, height), min(w, -(-height * 16 // 9))
+    top = int(torch.randint(0, h - rh + 1, (), generator=g))
+    left = int(torch.randint(0, w - rw + 1, (), generator=g))
+    return x[:, top : top + rh, left : left + rw]
+
+
+def crop_pair(a: torch.Tensor, b: torch.Tensor, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random size x size crop of a and b (3, h, w each, h and w >= size), flipped
+    left-right together half the time."""
+    _, h, w = a.shape
+    top = int(torch.randint(0, h - size + 1, (), generator=g))
+    left = int(torch.randint(0, w - size + 1, (), generator=g))
+    a, b = (x[:, top : top + size, left : left + size] for x in (a, b))
+    if torch.rand((), generator=g) < 0.5:
+        a, b = a.flip(-1), b.flip(-1)
+    return a, b

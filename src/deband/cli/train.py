@@ -1,4 +1,4 @@
-"""`deband train`, `deband eval` and `deband corpus build`: making and measuring models."""
+"""`deband train`, `deband eval`, `deband corpus build` and `deband corpus pack`: making and measuring models."""
 
 from __future__ import annotations
 
@@ -55,6 +55,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="skip images whose shorter side is smaller after downscaling (default 256)")
     cb.add_argument("--held-out", type=float, default=0.1, help="fraction held out, 0..1 (default 0.1)")
     cb.set_defaults(run=cmd_corpus)
+    cp = co.add_parser("pack", help="write pre-cut clean crops of a corpus's train images into one .npz",
+                       epilog="examples:\n  deband corpus pack pack.npz --corpus /work/corpus --size 512 --n 112\n"
+                       "then name pack.npz as the data config's \"corpus\" to train from it",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    cp.add_argument("out", type=Path, help="output .npz")
+    cp.add_argument("--corpus", type=Path, required=True, help="a folder made by `deband corpus build`")
+    cp.add_argument("--size", type=int_range(16, 4096), default=512, help="crop side in pixels (default 512)")
+    cp.add_argument("--n", type=int_range(1, 100_000), default=40, help="number of crops (default 40)")
+    cp.add_argument("--detailed", type=float, default=0.25,
+                    help="share of crops taken where the image is most detailed, 0..1 (default 0.25)")
+    cp.add_argument("--seed", type=int, default=0, help="where the crops fall (default 0)")
+    cp.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    cp.set_defaults(run=cmd_pack)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -164,4 +177,19 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     n = manifest["counts"]
     print(f"{args.out / 'manifest.json'}: {n['images']} images ({n['train']} train, "
           f"{n['held-out']} held-out), {n['skipped']} skipped")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from deband.pack import PackConfig, build_pack
+
+    if args.out.suffix != ".npz":
+        raise UsageError(f"deband corpus pack: OUT must end in .npz, got {args.out}")
+    if not 0 <= args.detailed <= 1:
+        raise UsageError(f"deband corpus pack: --detailed must be in [0, 1], got {args.detailed}")
+    config = PackConfig(size=args.size, n=args.n, detailed=args.detailed, seed=args.seed)
+    meta = build_pack(args.corpus, args.out, config, args.overwrite)
+    images = len({c["file"] for c in meta["crops"]})
+    print(f"{args.out}: {len(meta['crops'])} crops of {args.size} px from {images} train images, "
+          f"{args.out.stat().st_size / 1e6:.1f} MB")
     return 0
