@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from deband.checkpoint import DEFAULT_WEIGHTS
 from deband.config import DEFAULT_STEPS, ModelConfig
 from deband.model import UNet
-from deband.restore import Debander
+from deband.restore import Debander, keep_freed_memory
 from deband.video import VideoOptions, VideoReport, codes_to_frame, deband_video, temporal_flicker
 
 
@@ -75,7 +75,9 @@ def luma(path: Path, scale: int = 2) -> torch.Tensor:
 
 
 def debander(device: str, steps: int) -> tuple[Debander, str]:
-    """The shipped model on `device`, or an untrained default UNet when none is shipped."""
+    """The shipped model on `device`, or an untrained default UNet when none is shipped; the
+    C library keeps freed memory, as `deband` itself has it (`restore.keep_freed_memory`)."""
+    keep_freed_memory()
     if DEFAULT_WEIGHTS.exists():
         return Debander.load(device=device, steps=steps), "shipped default model"
     dev = torch.device(device)
