@@ -15,7 +15,8 @@ its functions. What a task needs travels with it, so the nodes need not share a 
 
 Retries: a task whose worker or node dies is run again up to `retries` times, and so is
 one that raised a transient error (TRANSIENT); bad input (a DebandError) fails at once.
-Interrupts: leaving `gather` by any exception cancels the tasks still pending.
+Interrupts: leaving `gather` by an error cancels the tasks still pending; after Ctrl-C or
+SIGTERM the driver's disconnect stops them.
 """
 
 from __future__ import annotations
@@ -272,9 +273,15 @@ class Tasks:
     def __enter__(self) -> Tasks:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         import ray
 
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            # Ctrl-C or SIGTERM: the driver disconnects next and Ray stops its tasks then.
+            # ray.cancel here races with replies already on their way, which Ray 2.60's core
+            # worker can abort the whole process on ("task that was not pending").
+            self.pending.clear()
+            return
         left = list(self.pending)
         self.cancel()
         if left:  # a moment for the cancelled tasks to tidy their temporary folders
