@@ -36,6 +36,7 @@ class VideoOptions:
     overwrite: bool = False  # replace an existing dst
     seed: int = 0  # seed of the dither pattern (the same for every frame)
     threads: int = 0  # encoder threads (x265 pools and frame threads); 0: the encoder decides
+    pipeline: bool = True  # decode, model and encode overlap in threads; False: one after another
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -58,12 +59,15 @@ class VideoOptions:
 
 @dataclass
 class VideoReport:
+    """Counts and seconds of one run. decode_s, model_s and encode_s are the time spent in each
+    stage; with `VideoOptions.pipeline` the stages overlap, so their sum may exceed total_s."""
+
     frames_in: int = 0  # frames decoded inside the selected range
     frames_out: int = 0  # frames encoded
     skipped_packets: int = 0  # corrupt video packets that were skipped
-    decode_s: float = 0.0  # demux + decode + Y'CbCr -> RGB
-    model_s: float = 0.0  # restore_batch
-    encode_s: float = 0.0  # RGB -> Y'CbCr + encode + mux (copied packets included)
+    decode_s: float = 0.0  # demux + decode + Y'CbCr -> RGB (the caller's thread)
+    model_s: float = 0.0  # restore_batch (the model stage)
+    encode_s: float = 0.0  # RGB -> Y'CbCr + encode + mux, copied packets included (the writer stage)
     total_s: float = 0.0  # wall clock of the whole call
 
     @property

@@ -1,15 +1,24 @@
 """decode -> batch -> restore -> encode, with every other stream remuxed alongside.
 
 The input is demuxed once. Video packets are decoded, frames inside the selected range are
-queued, and each full batch goes through the restorer and on to the encoder; copied packets
-are shifted by the range start and muxed as they come. The output is written to a temporary
-file beside dst (see `deband.outputs.atomic_output`) and renamed when complete.
+queued, and each full batch is converted to R'G'B' and handed on as a `Work` item with the
+copied packets (shifted by the range start) demuxed since the previous one. Three stages
+(`deband.video.stages`) then overlap: decode in the caller's thread, restore_batch in a
+"deband-model" thread, and compose + encode + mux in a "deband-writer" thread
+(`VideoOptions.pipeline=False` runs them one after another in the caller's thread).
+
+All muxing, copied packets included, happens on the writer stage, in demux order: an `av`
+output container is not thread-safe, and a single writer muxes exactly the packet sequence
+the serial path muxes, so both paths write the same file (a lock around `out.mux` would let
+copied packets overtake the video still in the model stage). The output is written to a
+temporary file beside dst (see `deband.outputs.atomic_output`) and renamed when complete.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +42,7 @@ from deband.video.colour import (
     planes_to_rgb,
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
+from deband.video.stages import Serial, Stages
 from deband.video.streams import Probe, Span, Streams, open_streams, probe, repair_dts
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,17 @@ class Batch:
     def take(self) -> list[av.VideoFrame]:
         frames, self.frames = self.frames, []
         return frames
+
+
+@dataclass
+class Work:
+    """One step of the stream in demux order: copied packets to mux, then a batch of frames."""
+
+    packets: list[av.Packet]  # copied packets (shifted, bound to their output stream)
+    frames: list[av.VideoFrame]  # may be empty (packets after the last batch)
+    planes: list[torch.Tensor] | None = None  # input Y'CbCr on the output chroma grid
+    x: torch.Tensor | None = None  # R'G'B' (n, 3, h, w) float32 on [0, 1]
+    restored: torch.Tensor | None = None  # restore_batch(x), the same
 
 
 class FrameClock:
@@ -117,20 +138,23 @@ class FrameWriter:
 
 
 class VideoPath:
-    """Video packets -> frames in range -> batches -> restorer -> writer."""
+    """Video packets -> frames in range -> batches -> restorer -> writer, as stages."""
 
     def __init__(
         self, streams: Streams, restorer: Restorer, probe: Probe, options: VideoOptions, report: VideoReport, bar: tqdm
     ):
-        self.name, self.span, self.probe, self.restorer = streams.inp.name, streams.span, probe, restorer
+        self.name, self.streams, self.probe, self.restorer = streams.inp.name, streams, probe, restorer
         self.clock = FrameClock(streams.video)
         self.batch = Batch(options.batch)
+        self.packets: list[av.Packet] = []  # copied packets waiting for the next batch
         self.writer = FrameWriter(streams, probe, options)
         self.report, self.bar = report, bar
+        steps = [("deband-model", self._restore), ("deband-writer", self._write)]
+        self.stages = Stages(steps) if options.pipeline else Serial(steps)
 
     def feed(self, packet: av.Packet) -> bool:
         """Decode one packet (skipping it if corrupt) and queue its frames in range; full
-        batches are restored and written. True once a frame lies past the range end."""
+        batches go on to the model stage. True once a frame lies past the range end."""
         try:
             with self.report.timing("decode_s"):
                 frames = packet.decode()
@@ -143,37 +167,57 @@ class VideoPath:
             t = self.clock.time(frame)
             if t is None:
                 continue
-            if self.span.past(t):
+            if self.streams.span.past(t):
                 past = True
-            elif self.span.contains(t):
+            elif self.streams.span.contains(t):
                 self.report.frames_in += 1
                 if self.batch.add(frame):
-                    self._process()
+                    self._hand_on()
         return past
 
+    def copy(self, packet: av.Packet) -> bool:
+        """Queue a packet of a copied stream for the writer; True when past the range end."""
+        return copy_packet(self.streams, packet, self.packets.append)
+
     def finish(self) -> None:
-        """Restore what is queued and drain the encoder."""
-        self._process()
+        """Restore and write what is queued, wait for the stages and drain the encoder."""
+        self._hand_on()
+        self.stages.close()
         with self.report.timing("encode_s"):
             self.writer.flush()
         self.report.frames_out = self.writer.written
         if self.writer.written == 0:
             raise InputError(f"{self.name}: no video frames in the selected range")
 
-    def _process(self) -> None:
-        frames = self.batch.take()
-        if not frames:
+    def _hand_on(self) -> None:
+        """The queued frames (as R'G'B') and copied packets -> the model stage."""
+        work = Work(self.packets, self.batch.take())
+        if not work.frames and not work.packets:
             return
-        with self.report.timing("decode_s"):
-            planes, x = self._to_rgb(frames)
-        with self.report.timing("model_s"):
-            restored = self.restorer.restore_batch(x).float().cpu()
-        if restored.shape != x.shape:
-            raise ValueError(f"restore_batch returned {tuple(restored.shape)}, expected {tuple(x.shape)}")
+        self.packets = []
+        if work.frames:
+            with self.report.timing("decode_s"):
+                work.planes, work.x = self._to_rgb(work.frames)
+        self.stages.put(work)
+
+    def _restore(self, work: Work) -> Work:
+        """The model stage."""
+        if work.x is not None:
+            with self.report.timing("model_s"):
+                work.restored = self.restorer.restore_batch(work.x).float().cpu()
+            if work.restored.shape != work.x.shape:
+                raise ValueError(f"restore_batch returned {tuple(work.restored.shape)}, expected {tuple(work.x.shape)}")
+        return work
+
+    def _write(self, work: Work) -> None:
+        """The writer stage: the copied packets, then the batch, into the output."""
         with self.report.timing("encode_s"):
-            self.writer.write(frames, planes, x, restored)
+            for packet in work.packets:
+                self.streams.out.mux(packet)
+            if work.frames:
+                self.writer.write(work.frames, work.planes, work.x, work.restored)
         self.report.frames_out = self.writer.written
-        self.bar.update(len(frames))
+        self.bar.update(len(work.frames))
 
     def _to_rgb(self, frames: list[av.VideoFrame]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Frames -> (Y'CbCr planes on the output chroma grid, R'G'B' (n, 3, h, w) on [0, 1])."""
@@ -191,9 +235,9 @@ class VideoPath:
         return planes, x
 
 
-def copy_packet(streams: Streams, packet: av.Packet) -> bool:
-    """Remux one packet of a copied stream, untouched but for the range shift.
-    True when it lies past the range end (it is then dropped)."""
+def copy_packet(streams: Streams, packet: av.Packet, mux: Callable[[av.Packet], None] | None = None) -> bool:
+    """Remux one packet of a copied stream, untouched but for the range shift, through `mux`
+    (default: `streams.out.mux`). True when it lies past the range end (it is then dropped)."""
     if packet.dts is None:  # the empty flush packet demux yields at the end
         return False
     tb = packet.time_base
@@ -208,34 +252,33 @@ def copy_packet(streams: Streams, packet: av.Packet) -> bool:
         if packet.pts is not None:
             packet.pts -= shift
     packet.stream = streams.copies[packet.stream.index]
-    streams.out.mux(packet)
+    (mux or streams.out.mux)(packet)
     return False
 
 
 def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
     """Demux everything once: video through `video`, the rest remuxed. Stops when the video
-    and every audio stream are past the range end (sparse streams are not awaited)."""
+    and every audio stream are past the range end (sparse streams are not awaited). On any
+    error the stages are stopped before the containers are closed."""
     s = streams
     if s.span.lo is not None and s.span.lo > 0:
         s.inp.seek(int(s.span.lo / s.video.time_base), stream=s.video, backward=True)
     awaited = {s.video.index} | {i for i, o in s.copies.items() if o.type == "audio"}
     packets = s.inp.demux([s.video] + [s.inp.streams[i] for i in s.copies])
-    while awaited:
-        with report.timing("decode_s"):
-            try:
-                packet = next(packets, None)
-            except av.FFmpegError as e:
-                raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})") from e
-        if packet is None:
-            break
-        if packet.stream.index == s.video.index:
-            past = video.feed(packet)
-        else:
-            with report.timing("encode_s"):
-                past = copy_packet(s, packet)
-        if past:
-            awaited.discard(packet.stream.index)
-    video.finish()
+    with video.stages:
+        while awaited:
+            with report.timing("decode_s"):
+                try:
+                    packet = next(packets, None)
+                except av.FFmpegError as e:
+                    raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})") from e
+            if packet is None:
+                break
+            past = video.feed(packet) if packet.stream.index == s.video.index else video.copy(packet)
+            if past:
+                awaited.discard(packet.stream.index)
+            video.stages.check()  # a stage that failed stops the demux too
+        video.finish()
 
 
 def _write(

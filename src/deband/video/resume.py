@@ -2,7 +2,7 @@
 
 The folder `.NAME.deband-work-<16 hex>/` lies beside the output NAME. Its key hashes the
 input's identity (size, mtime_ns, sha256 of its first and last MiB), every setting that
-changes the output (VideoOptions less overwrite/threads, the chunk length, the restorer's
+changes the output (VideoOptions less overwrite/threads/pipeline, the chunk length, the restorer's
 settings and a sha256 of its weights) and the deband version: a changed input, setting or
 model gives another folder, never a reused one. `manifest.json` inside records each
 finished chunk (index, time range, frame count, sha256 of the file) and is replaced
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 MANIFEST = "manifest.json"
-_RUN_ONLY = ("overwrite", "threads")  # VideoOptions fields that do not change the output
+_RUN_ONLY = ("overwrite", "threads", "pipeline")  # VideoOptions fields that do not change the output
 
 
 def input_identity(src: Path) -> dict:
