@@ -3,12 +3,15 @@
     python benchmarks/video_speed.py                 # 72 frames, CPU (+ CUDA when present)
     python benchmarks/video_speed.py --frames 8      # quick check
     python benchmarks/video_speed.py --device cuda --batch 8
+    python benchmarks/video_speed.py --frames 24 --serial   # pipelined and serial, and the ratio
 
 Uses the shipped model (src/deband/weights/default.safetensors) when it exists, else an
 untrained UNet with the default ModelConfig: the same speed, but it is the identity, so the
 flicker numbers then only check the pipeline. Prints end-to-end frames/s, the split into
 decode / model / encode seconds, and the temporal flicker of output and input on static
-regions (mean |Y[t+1] - Y[t]|, in 8-bit code values).
+regions (mean |Y[t+1] - Y[t]|, in 8-bit code values). decode / model / encode are the
+seconds spent in each stage; the stages overlap (VideoOptions.pipeline), so they may add up
+to more than total_s. --serial also times the serial path and prints the fps ratio.
 """
 
 from __future__ import annotations
@@ -85,9 +88,11 @@ def debander(device: str, steps: int) -> tuple[Debander, str]:
     return Debander(model=model, device=dev, steps=steps), "untrained UNet (no shipped weights)"
 
 
-def run(src: Path, dst: Path, device: str, args: argparse.Namespace) -> tuple[VideoReport, str]:
+def run(src: Path, dst: Path, device: str, args: argparse.Namespace, pipeline: bool) -> tuple[VideoReport, str]:
     model, what = debander(device, args.steps)
-    opts = VideoOptions(codec=args.codec, preset=args.preset, crf=args.crf, batch=args.batch, overwrite=True)
+    opts = VideoOptions(
+        codec=args.codec, preset=args.preset, crf=args.crf, batch=args.batch, overwrite=True, pipeline=pipeline
+    )
     return deband_video(src, dst, model, opts, progress=args.progress), what
 
 
@@ -104,6 +109,7 @@ def main() -> None:
     p.add_argument("--preset", default="medium")
     p.add_argument("--crf", type=int, default=18)
     p.add_argument("--progress", action="store_true", help="show the tqdm bar")
+    p.add_argument("--serial", action="store_true", help="also time the serial path and print the fps ratio")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -119,18 +125,23 @@ def main() -> None:
             f"torch threads {torch.get_num_threads()}"
         )
         print(
-            f"{'device':6} {'frames':>6} {'fps':>7} {'decode_s':>9} {'model_s':>8} "
+            f"{'device':6} {'path':9} {'frames':>6} {'fps':>7} {'decode_s':>9} {'model_s':>8} "
             f"{'encode_s':>9} {'total_s':>8} {'flicker_in':>10} {'flicker_out':>11}  model"
         )
         for device in devices:
-            dst = Path(tmp) / f"out-{device}.mkv"
-            report, what = run(src, dst, device, args)
-            flicker_out = temporal_flicker(luma(dst), reference=y_in) * 255
-            print(
-                f"{device:6} {report.frames_out:6d} {report.fps:7.2f} {report.decode_s:9.2f} "
-                f"{report.model_s:8.2f} {report.encode_s:9.2f} {report.total_s:8.2f} "
-                f"{flicker_in:10.3f} {flicker_out:11.3f}  {what}"
-            )
+            fps = {}
+            for path in ["pipelined"] + (["serial"] if args.serial else []):
+                dst = Path(tmp) / f"out-{device}-{path}.mkv"
+                report, what = run(src, dst, device, args, pipeline=path == "pipelined")
+                flicker_out = temporal_flicker(luma(dst), reference=y_in) * 255
+                fps[path] = report.fps
+                print(
+                    f"{device:6} {path:9} {report.frames_out:6d} {report.fps:7.2f} {report.decode_s:9.2f} "
+                    f"{report.model_s:8.2f} {report.encode_s:9.2f} {report.total_s:8.2f} "
+                    f"{flicker_in:10.3f} {flicker_out:11.3f}  {what}"
+                )
+            if args.serial:
+                print(f"{device}: pipelined / serial fps = {fps['pipelined'] / fps['serial']:.2f}")
 
 
 if __name__ == "__main__":
