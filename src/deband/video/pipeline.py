@@ -5,13 +5,16 @@ queued, and each full batch is converted to R'G'B' and handed on as a `Work` ite
 copied packets (shifted by the range start) demuxed since the previous one. Three stages
 (`deband.video.stages`) then overlap: decode in the caller's thread, restore_batch in a
 "deband-model" thread, and compose + encode + mux in a "deband-writer" thread
-(`VideoOptions.pipeline=False` runs them one after another in the caller's thread).
+(`VideoOptions.pipeline=False` runs them one after another in the caller's thread). The
+queues between them hold one batch each, so at most five batches are alive at once (being
+decoded, queued, in the model, queued, being written).
 
 All muxing, copied packets included, happens on the writer stage, in demux order: an `av`
 output container is not thread-safe, and a single writer muxes exactly the packet sequence
-the serial path muxes, so both paths write the same file (a lock around `out.mux` would let
-copied packets overtake the video still in the model stage). The output is written to a
-temporary file beside dst (see `deband.outputs.atomic_output`) and renamed when complete.
+the serial path muxes, so both paths mux the same packets in the same order (a lock around
+`out.mux` would let copied packets overtake the video still in the model stage). The output
+is written to a temporary file beside dst (see `deband.outputs.atomic_output`) and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -329,7 +332,9 @@ def deband_video(
 ) -> VideoReport:
     """Deband the first video stream of `src` into `dst`; every other stream is copied.
 
-    debander: any object with `restore_batch(rgb (n, 3, h, w) float32 [0, 1]) -> same`.
+    debander: any object with `restore_batch(rgb (n, 3, h, w) float32 [0, 1]) -> same`, called
+    from a "deband-model" thread, one batch at a time in order (the caller's thread when
+    options.pipeline is False). An error in any stage stops them all and is raised here.
     Writes `dst` atomically (temp file beside it, renamed when complete; removed on any
     error or KeyboardInterrupt). Raises InputError (missing, unreadable, no frames),
     UnsupportedError (no video stream), OutputError (dst exists: OutputExistsError, dst is
