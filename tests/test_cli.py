@@ -106,6 +106,18 @@ def test_letterbox_bars_are_left_untouched_unless_asked(tmp_path, tiny_weights):
     assert not np.array_equal(free[bars], kept[bars])
 
 
+def test_guard_bounds_changes_unless_turned_off(tmp_path, tiny_weights):
+    x = np.random.default_rng(1).integers(100, 110, (40, 56, 3), dtype=np.uint8)  # texture: no bands
+    src = tmp_path / "texture.png"
+    write_image(src, x)
+    for name, extra in (("guarded.png", []), ("free.png", ["--no-guard"])):
+        r = deband("image", src, "-o", tmp_path / name, "--weights", tiny_weights, "--restore-bars", *extra)
+        assert r.returncode == 0, r.stderr
+    moved = {n: np.abs(read_image(tmp_path / n).pixels / 65535 - x / 255).max() * 255 for n in ("guarded.png", "free.png")}
+    assert moved["guarded.png"] <= 0.25 + 0.01  # a quarter code, plus 16-bit rounding
+    assert moved["free.png"] > 1.0, moved
+
+
 def test_parser_imports_no_heavy_module():
     code = ("import sys; from deband.cli import build_parser; build_parser(); "
             "heavy = {'torch', 'av', 'cv2', 'deband.train'} & set(sys.modules); assert not heavy, heavy")

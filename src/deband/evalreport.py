@@ -63,7 +63,7 @@ def crop_panels(
 
 def default_row(rows: list[Row], steps: int = DEFAULT_STEPS) -> Row | None:
     """Our restorer's row at full strength and `steps` steps (else its first full-strength row)."""
-    full = [r for r in rows if r.ours and r.strength == 1.0]
+    full = [r for r in rows if r.ours_full]
     return next((r for r in full if r.steps == steps), full[0] if full else None)
 
 

@@ -54,6 +54,7 @@ def run_eval(
     procedural scenes); then the procedural sets (n scenes each) as before."""
     ours = our_methods(weights, list(steps), [1.0], device)
     ours |= {k: v for s in strengths if s != 1.0 for k, v in our_methods(weights, [default_steps], [s], device).items()}
+    ours |= our_methods(weights, [default_steps], [1.0], device, guard=False)
     methods = baseline_methods() | ours
     images = load_held_out(corpus) if corpus is not None else []
     results: dict[str, list[Row]] = {}

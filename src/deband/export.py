@@ -8,8 +8,10 @@ replication and crops back inside the graph. It takes and returns one image:
     output (1, 3, height, width), the same type, RGB on [0, 1]
 
 Height and width are dynamic and every reshape depends only on them, never on pixel values,
-so a runtime can run the graph on tiles of any size. Letterbox detection (`deband.letterbox`)
-depends on the pixels and stays out: the graph restores the whole frame, as `--restore-bars`.
+so a runtime can run the graph on tiles of any size. The detail guard (`deband.guard`) is in
+the graph unless exported without it; a runtime that tiles the image measures its windows
+per tile. Letterbox detection (`deband.letterbox`) depends on the pixels and stays out: the
+graph restores the whole frame, as `--restore-bars`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from deband.checkpoint import DEFAULT_WEIGHTS, load_model
 from deband.errors import DebandError
+from deband.guard import Guard
 from deband.indi import sample
 from deband.outputs import atomic_output, check_output
 
@@ -32,20 +35,22 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 class Restorer(nn.Module):
-    """`Debander`'s arithmetic on one whole image: clamp, INDI from t = strength to 0, clamp.
+    """`Debander`'s arithmetic on one whole image: clamp, INDI from t = strength to 0, clamp,
+    then the detail guard (none when `guard` is None).
 
     forward(y): y (Tensor) shape (1, 3, h, w), range [0, 1], float32 or float16.
     Returns the restored image, the same shape and dtype; the network runs in float32.
     """
 
-    def __init__(self, model: nn.Module, steps: int, strength: float):
+    def __init__(self, model: nn.Module, steps: int, strength: float, guard: Guard | None = None):
         super().__init__()
-        self.model, self.steps, self.strength = model, steps, strength
+        self.model, self.steps, self.strength, self.guard = model, steps, strength, guard
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        x = y.float() if y.dtype != torch.float32 else y
-        x = sample(self.model, x.clamp(0, 1), self.steps, self.strength).clamp(0, 1)
-        return x.to(y.dtype) if y.dtype != torch.float32 else x
+        x = (y.float() if y.dtype != torch.float32 else y).clamp(0, 1)
+        out = sample(self.model, x, self.steps, self.strength).clamp(0, 1)
+        out = self.guard(x, out) if self.guard is not None else out
+        return out.to(y.dtype) if y.dtype != torch.float32 else out
 
 
 def check_settings(steps: int, strength: float, opset: int) -> None:
@@ -131,9 +136,10 @@ def _finish_graph(path: Path, opset: int, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def _props(steps: int, strength: float, fp16: bool, weights: str | Path | None) -> dict[str, str]:
+def _props(steps: int, strength: float, fp16: bool, weights: str | Path | None, guard: bool) -> dict[str, str]:
     """What the graph does, as ONNX metadata: `deband.steps`, `deband.strength`, ..."""
     return {
+        "deband.guard": "on" if guard else "off",
         "deband.steps": str(steps),
         "deband.strength": repr(float(strength)),
         "deband.io": "float16 RGB on [0, 1]" if fp16 else "float32 RGB on [0, 1]",
@@ -150,10 +156,12 @@ def export_onnx(
     weights: str | Path | None = None,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
+    guard: bool = True,
 ) -> Path:
     """Write the restorer (`steps` INDI steps from t = `strength`) to `path` as one ONNX graph.
 
-    fp16: the input and output are float16 (the arithmetic inside stays float32). weights: a
+    fp16: the input and output are float16 (the arithmetic inside stays float32). guard: the
+    detail guard (`deband.guard`) ends the graph. weights: a
     .safetensors model, the shipped one when None. Written atomically; an existing `path` is
     replaced only with `overwrite`. Raises ValueError for settings out of range, InputError
     for unreadable weights, DebandError without the onnx package and the errors of
@@ -164,9 +172,9 @@ def export_onnx(
         raise DebandError("exporting to ONNX needs the onnx package: pip install 'deband[onnx]'")
     check_output(path, overwrite)  # before the slow part; atomic_output checks again
     model = load_model(weights)  # InputError when unreadable
-    restorer = Restorer(model.float().eval(), steps, strength)
+    restorer = Restorer(model.float().eval(), steps, strength, Guard() if guard else None)
     example = _example(model.config.multiple, torch.float16 if fp16 else torch.float32)
     with atomic_output(path, overwrite) as tmp, torch.no_grad():
         _trace_to(tmp, restorer, example, opset)
-        _finish_graph(tmp, opset, _props(steps, strength, fp16, weights))
+        _finish_graph(tmp, opset, _props(steps, strength, fp16, weights, guard))
     return Path(path)

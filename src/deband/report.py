@@ -72,7 +72,7 @@ def steps_figure(results: dict, set_name: str = "all synthetic (mean)"):
 
     plt = _plt()
     table = results[set_name]
-    rows = sorted((r for r in table if r.ours and r.strength == 1), key=lambda r: r.steps)
+    rows = sorted((r for r in table if r.ours_full), key=lambda r: r.steps)
     steps = [r.steps for r in rows]
     clean = next((r for r in table if r.method == CLEAN_REFERENCE), None)
     smooth = next((r for r in table if r.method == SMOOTH_REFERENCE), None)

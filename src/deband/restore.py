@@ -15,6 +15,7 @@ import torch
 from deband.checkpoint import load_model
 from deband.config import DEFAULT_STEPS
 from deband.errors import ResourceError
+from deband.guard import Guard
 from deband.indi import sample
 from deband.letterbox import keep_bars
 from deband.pixels import from_codes
@@ -88,7 +89,9 @@ class Debander:
     steps: INDI iterations; strength: t_start in (0, 1] (1 removes all banding the model
     sees, less is gentler); tile/overlap: tile side and overlap in pixels; seed: fixes the
     start noise when eps > 0 (the same for every frame of a video); bars: hand letterbox and
-    pillarbox bars back untouched (see `deband.letterbox`).
+    pillarbox bars back untouched (see `deband.letterbox`); guard: the detail guard that
+    bounds each pixel's change by what banding could have done to it (see `deband.guard`;
+    None restores without it).
     """
 
     model: torch.nn.Module
@@ -100,6 +103,7 @@ class Debander:
     eps: float = 0.0
     seed: int = 0
     bars: bool = True
+    guard: Guard | None = Guard()
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
@@ -140,6 +144,8 @@ class Debander:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
         rgb = rgb.float()
         out = tiled(self._restore_tile, rgb, self.tile, self.overlap, on_tile)
+        if self.guard is not None:
+            out = self.guard(rgb, out)
         return keep_bars(rgb, out) if self.bars else out
 
     def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -54,6 +54,7 @@ class Ours:
     restore: Callable[[np.ndarray], np.ndarray]
     steps: int
     strength: float = 1.0
+    guard: bool = True  # the detail guard (`deband.guard`) is on
 
     def __call__(self, p: Pair) -> np.ndarray:
         return self.restore(p.degraded)
@@ -61,7 +62,8 @@ class Ours:
     @property
     def label(self) -> str:
         text = f"deband {self.steps} step{'s' * (self.steps > 1)}"
-        return text + (f", strength {self.strength:g}" if self.strength != 1 else "")
+        text += f", strength {self.strength:g}" if self.strength != 1 else ""
+        return text + ("" if self.guard else ", no guard")
 
 
 Method = Callable[[Pair], np.ndarray] | Ours  # a pair -> (h, w, 3) float32 on [0, 1]
@@ -79,10 +81,16 @@ class Row:
     s_per_mp: float = float("nan")
     steps: int | None = None  # INDI steps, for our restorer's rows
     strength: float | None = None  # start time t, for our restorer's rows
+    guard: bool | None = None  # whether the detail guard was on, for our restorer's rows
 
     @property
     def ours(self) -> bool:
         return self.steps is not None
+
+    @property
+    def ours_full(self) -> bool:
+        """Our restorer at full strength with its guard: the rows that trade steps."""
+        return self.ours and self.strength == 1.0 and self.guard is not False
 
 
 def highpass(img: np.ndarray) -> np.ndarray:
@@ -138,7 +146,7 @@ def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cam
             cols["cambi"].append(cambi_rgb(out))
             cols["cambi4"].append(cambi_rgb(out, max_log_contrast=4))
     means = {k: finite_mean(v) for k, v in cols.items()}
-    kind = {"steps": method.steps, "strength": method.strength} if isinstance(method, Ours) else {}
+    kind = {"steps": method.steps, "strength": method.strength, "guard": method.guard} if isinstance(method, Ours) else {}
     return Row(label, set_name, s_per_mp=seconds / (pixels / 1e6), **means, **kind)
 
 
@@ -170,14 +178,19 @@ def smooth_reference(pairs: list[Pair], set_name: str) -> Row:
     return score(identity, smooth, set_name, SMOOTH_REFERENCE)
 
 
-def our_methods(weights: str | None, steps: list[int], strengths: list[float], device: str = "cpu") -> dict:
-    """label -> `Ours` for every strength and step count, in that order."""
+def our_methods(
+    weights: str | None, steps: list[int], strengths: list[float], device: str = "cpu", guard: bool = True
+) -> dict:
+    """label -> `Ours` for every strength and step count, in that order (with the detail
+    guard, or without it when `guard` is False)."""
+    from deband.guard import Guard
     from deband.restore import Debander
 
     methods: dict[str, Method] = {}
     for s in strengths:
         for n in steps:
-            method = Ours(Debander.load(weights, device, steps=n, strength=s).restore, n, s)
+            debander = Debander.load(weights, device, steps=n, strength=s, guard=Guard() if guard else None)
+            method = Ours(debander.restore, n, s, guard)
             methods[method.label] = method
     return methods
 

@@ -34,6 +34,7 @@ import torch
 from deband import pixels
 from deband.config import DEFAULT_STEPS
 from deband.errors import UnsupportedError
+from deband.guard import Guard
 from deband.restore import Debander
 from deband.video.colour import add_rgb_delta, codes_to_plane, dither_patterns, matrix_of, planes_to_rgb
 from deband.video.options import Restorer
@@ -173,6 +174,7 @@ def deband(
     tile: int = 2048,
     overlap: int = 256,
     restore_bars: bool = False,
+    guard: bool = True,
     weights: str | Path | None = None,
     seed: int = 0,
     debander: Restorer | None = None,
@@ -182,7 +184,8 @@ def deband(
     steps: INDI steps; strength: in (0, 1], 1 removes all banding the model sees; device:
     "auto" (CUDA when available), "cuda" or "cpu"; tile/overlap: tile side and overlap in
     pixels (memory is bounded by the tile); restore_bars: restore letterbox bars too (by
-    default they are found and handed back untouched); weights: a .safetensors file instead
+    default they are found and handed back untouched); guard: bound each pixel's change by
+    what banding could have done to it (`deband.guard`), which keeps faint detail; weights: a .safetensors file instead
     of the shipped model; seed: the 8-bit dither pattern; debander: an already loaded
     restorer (any object with `restore_batch`) used instead of weights and settings.
     Raises UnsupportedError for formats it cannot take, ValueError for bad settings.
@@ -196,6 +199,7 @@ def deband(
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         debander = Debander.load(
-            weights, device, steps=steps, strength=strength, tile=tile, overlap=overlap, bars=not restore_bars
+            weights, device, steps=steps, strength=strength, tile=tile, overlap=overlap, bars=not restore_bars,
+            guard=Guard() if guard else None,
         )
     return clip.std.ModifyFrame(clip, FrameDebander(debander, layout, seed))

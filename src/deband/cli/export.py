@@ -24,6 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                       help=f"INDI steps, unrolled into the graph (default {DEFAULT_STEPS})")
     onnx.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
     onnx.add_argument("--fp16", action="store_true", help="float16 input and output (float32 inside)")
+    onnx.add_argument("--no-guard", action="store_true", help="leave the detail guard out of the graph")
     onnx.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
     onnx.add_argument("--overwrite", action="store_true", help="replace an existing file")
     onnx.set_defaults(run=cmd_export)
@@ -33,7 +34,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deband.export import export_onnx
 
     try:
-        path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights, overwrite=args.overwrite)
+        path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights,
+                           overwrite=args.overwrite, guard=not args.no_guard)
     except ValueError as e:
         raise UsageError(f"deband export onnx: {e}") from None
     print(path)

@@ -79,6 +79,9 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--restore-bars", action="store_true",
                    help="restore letterbox/pillarbox bars too (by default they are found and left untouched)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="let the model move any pixel as far as it likes (by default each pixel moves at most "
+                        "as far as banding could have moved it, which keeps faint detail)")
 
 
 def check_device(device: str) -> None:
@@ -92,6 +95,7 @@ def check_device(device: str) -> None:
 
 def load_debander(args: argparse.Namespace, device: str | None = None):
     """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
+    from deband.guard import Guard
     from deband.restore import Debander, keep_freed_memory
 
     device = device or args.device
@@ -99,7 +103,7 @@ def load_debander(args: argparse.Namespace, device: str | None = None):
     keep_freed_memory()
     return Debander.load(args.weights, device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
-                         bars=not args.restore_bars)
+                         bars=not args.restore_bars, guard=None if args.no_guard else Guard())
 
 
 def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:

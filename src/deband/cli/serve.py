@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
     p.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
     # the page sets steps and strength per upload; these are its defaults and the CLI's
-    p.set_defaults(run=cmd_serve, steps=DEFAULT_STEPS, strength=1.0, seed=0, restore_bars=False)
+    p.set_defaults(run=cmd_serve, steps=DEFAULT_STEPS, strength=1.0, seed=0, restore_bars=False, no_guard=False)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -1,0 +1,82 @@
+"""The detail guard: bands may be dissolved, detail keeps its delivered values within a quarter code."""
+
+import numpy as np
+import pytest
+import torch
+
+from deband.guard import CODE, Guard
+
+
+def banded_ramp(h: int = 96, w: int = 192, step_codes: int = 1, width: int = 24) -> torch.Tensor:
+    """A horizontal staircase: plateaus `width` px wide, each `step_codes` 8-bit codes above the
+    last. (1, 3, h, w) on [0, 1]."""
+    levels = (torch.arange(w) // width).float() * step_codes * CODE + 0.3
+    return levels.expand(1, 3, h, w).clone()
+
+
+def faint_texture(h: int = 96, w: int = 192, seed: int = 0) -> torch.Tensor:
+    """8-bit codes of +-2 codes of noise around mid-grey: detail everywhere. (1, 3, h, w)."""
+    g = torch.Generator().manual_seed(seed)
+    codes = 128 + torch.randint(-2, 3, (1, 1, h, w), generator=g).float()
+    return (codes / 255).expand(1, 3, h, w).clone()
+
+
+@pytest.mark.parametrize("step_codes", [1, 4])
+def test_bands_get_room_to_dissolve(step_codes: int) -> None:
+    b = Guard().bound(banded_ramp(step_codes=step_codes))
+    # 0.6 of the band step: 1-code bands move 0.6 code, 6-bit bands 2.4
+    assert torch.allclose(b, torch.full_like(b, 0.6 * step_codes * CODE))
+
+
+def test_detail_moves_at_most_a_quarter_code() -> None:
+    x = faint_texture()
+    b = Guard().bound(x)
+    assert torch.allclose(b, torch.full_like(b, 0.25 * CODE))
+    smoothed = torch.full_like(x, 128 / 255)  # a restorer that erases the texture
+    out = Guard()(x, smoothed)
+    assert (out - x).abs().max() <= 0.25 * CODE + 1e-7
+    # the guarded output is nearer the delivered texture than the erased one is
+    assert (out - x).abs().mean() < (smoothed - x).abs().mean() * 0.6
+
+
+def test_guard_changes_nothing_a_restorer_does_within_its_bound() -> None:
+    x = banded_ramp()
+    restored = x + 0.55 * CODE * torch.sin(torch.arange(x.shape[-1]).float())
+    assert torch.allclose(Guard()(x, restored), restored, atol=1e-7)
+
+
+def test_guard_keeps_odd_shapes_batches_and_types() -> None:
+    x = torch.rand(2, 3, 37, 53)
+    out = Guard()(x, torch.rand(2, 3, 37, 53))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert ((out - x).abs() <= Guard().bound(x) + 1e-7).all()
+
+
+def test_bound_follows_the_local_content() -> None:
+    """Bands on the left half, texture on the right: each half gets its own bound."""
+    x = banded_ramp(h=128, w=256, step_codes=4, width=32)
+    x[..., 128:] = faint_texture(h=128, w=128)
+    b = Guard().bound(x)[0, 0]
+    assert torch.allclose(b[:, :48], torch.full_like(b[:, :48], 2.4 * CODE))
+    assert torch.allclose(b[:, -48:], torch.full_like(b[:, -48:], 0.25 * CODE))
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        Guard(blocks=4)
+    with pytest.raises(ValueError, match="block"):
+        Guard(block=0)
+
+
+def test_debander_applies_the_guard_unless_told_not_to() -> None:
+    from deband.restore import Debander
+
+    class Eraser(torch.nn.Module):  # predicts mid-grey everywhere: erases all detail
+        def forward(self, x, t):
+            return torch.full_like(x, 128 / 255)
+
+    x = faint_texture(48, 64)[0].permute(1, 2, 0).numpy()
+    guarded = Debander.on_device(Eraser(), torch.device("cpu"), steps=1).restore(x)
+    free = Debander.on_device(Eraser(), torch.device("cpu"), steps=1, guard=None).restore(x)
+    assert np.abs(guarded - x).max() <= 0.25 / 255 + 1e-6
+    assert np.allclose(free, 128 / 255)
