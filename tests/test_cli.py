@@ -113,7 +113,8 @@ def test_guard_bounds_changes_unless_turned_off(tmp_path, tiny_weights):
     for name, extra in (("guarded.png", []), ("free.png", ["--no-guard"])):
         r = deband("image", src, "-o", tmp_path / name, "--weights", tiny_weights, "--restore-bars", *extra)
         assert r.returncode == 0, r.stderr
-    moved = {n: np.abs(read_image(tmp_path / n).pixels / 65535 - x / 255).max() * 255 for n in ("guarded.png", "free.png")}
+    moved = {n: np.abs(read_image(tmp_path / n).pixels / 65535 - x / 255).max() * 255
+             for n in ("guarded.png", "free.png")}
     assert moved["guarded.png"] <= 0.25 + 0.01  # a quarter code, plus 16-bit rounding
     assert moved["free.png"] > 1.0, moved
 

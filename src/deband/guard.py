@@ -20,8 +20,8 @@ the restorer's change `restored - x` per pixel, from the input alone:
   still gets to do most of it.
 
 Differences are the largest over R', G' and B'. The bound is computed per block (bands are
-tens of pixels wide, so it varies slowly), which keeps it to a few milliseconds a frame. Values are on [0, 1]; the defaults are in
-8-bit codes (1 / 255). What it does to every set is measured by `deband eval`, which scores
+tens of pixels wide, so it varies slowly). Values are on [0, 1]; the defaults are in 8-bit
+codes (1 / 255). What it does to every set is measured by `deband eval`, which scores
 the restorer with and without it; see the README's results.
 """
 

@@ -146,7 +146,9 @@ def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cam
             cols["cambi"].append(cambi_rgb(out))
             cols["cambi4"].append(cambi_rgb(out, max_log_contrast=4))
     means = {k: finite_mean(v) for k, v in cols.items()}
-    kind = {"steps": method.steps, "strength": method.strength, "guard": method.guard} if isinstance(method, Ours) else {}
+    kind = {}
+    if isinstance(method, Ours):
+        kind = {"steps": method.steps, "strength": method.strength, "guard": method.guard}
     return Row(label, set_name, s_per_mp=seconds / (pixels / 1e6), **means, **kind)
 
 
