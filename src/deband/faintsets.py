@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from deband.evalsets import Pair
+from deband.faint import colormap
 from deband.pixels import quantise
 from deband.realsets import Image, corpus_crops, faint_map
 from deband.sources import fractal_noise, smooth_noise
@@ -39,15 +40,6 @@ def _to_contrast(t: torch.Tensor, codes: float) -> torch.Tensor:
     """t rescaled to a contrast of `codes` 8-bit codes around zero: the RMS of a sinusoid
     `codes` peak to peak, codes / (2 sqrt 2)."""
     return (t - t.mean()) / t.std().clamp_min(1e-8) * codes / (2 * math.sqrt(2) * 255)
-
-
-def colormap(t: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
-    """Values t (h, w) on [0, 1] through a piecewise-linear colour map of k colours (k, 3)
-    spaced evenly over [0, 1]. Returns (3, h, w)."""
-    pos = t.clamp(0, 1) * (len(colours) - 1)
-    i = pos.floor().long().clamp(max=len(colours) - 2)
-    f = (pos - i)[None]
-    return colours[i].permute(2, 0, 1) * (1 - f) + colours[i + 1].permute(2, 0, 1) * f
 
 
 def terrain(h: int, w: int, g: torch.Generator, codes: float) -> torch.Tensor:
