@@ -21,7 +21,7 @@ from deband.errors import InputError
 from deband.video.colour import colour_of, frame_to_planes, native, planes_to_rgb
 from deband.video.options import VideoOptions
 from deband.video.pipeline import FrameClock
-from deband.video.streams import Span, open_input, probe, video_stream
+from deband.video.streams import Span, next_packet, open_input, probe, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ def _decoded(inp: av.container.InputContainer, video: av.video.stream.VideoStrea
     """Every frame of `video` in presentation order, corrupt packets skipped with a warning."""
     packets = inp.demux(video)
     while True:
-        try:
-            packet = next(packets, None)
-        except av.FFmpegError as e:
-            raise InputError(f"{inp.name}: cannot read it to the end ({e})") from e
+        packet = next_packet(packets, inp.name, "it to the end")
         if packet is None:
             return
         try:

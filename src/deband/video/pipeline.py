@@ -46,7 +46,7 @@ from deband.video.colour import (
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.stages import Serial, Stages
-from deband.video.streams import Probe, Span, Streams, open_streams, probe, repair_dts
+from deband.video.streams import Probe, Span, Streams, next_packet, open_streams, probe, repair_dts
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,7 @@ def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
     with video.stages:
         while awaited:
             with report.timing("decode_s"):
-                try:
-                    packet = next(packets, None)
-                except av.FFmpegError as e:
-                    raise InputError(f"{s.inp.name}: cannot read past {report.frames_in} frames ({e})") from e
+                packet = next_packet(packets, s.inp.name, f"past {report.frames_in} frames")
             if packet is None:
                 break
             past = video.feed(packet) if packet.stream.index == s.video.index else video.copy(packet)

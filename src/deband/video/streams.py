@@ -152,6 +152,15 @@ def _origin(inp: av.container.InputContainer, video: av.video.stream.VideoStream
     return Fraction(inp.start_time or 0, 1_000_000)
 
 
+def next_packet(packets: Iterator[av.Packet], name: str, where: str) -> av.Packet | None:
+    """The next packet of a demux, None at its end; a read error raises InputError naming the
+    input and `where` the read stopped (e.g. "past 12 frames")."""
+    try:
+        return next(packets, None)
+    except av.FFmpegError as e:
+        raise InputError(f"{name}: cannot read {where} ({e})") from e
+
+
 def repair_dts(packets: list[av.Packet]) -> None:
     """Rebuild decode timestamps when the encoder gave impossible ones (dts > pts).
 
