@@ -109,7 +109,7 @@ def split(src: Path, dst: Path) -> None:
     from deband.restore import Debander
 
     times: dict = {"import torch": t_torch - t0, "import deband": time.perf_counter() - t_torch,
-                   "network calls": [], "blends": []}
+                   "network calls": [], "blends": [], "guard": []}
 
     def clocked(fn, key):
         def run(*a):
@@ -129,6 +129,8 @@ def split(src: Path, dst: Path) -> None:
     else:  # the model code before the blend had a module of its own, to measure it the same way
         deband.model.UNet._blend = clocked(deband.model.UNet._blend, "blends")
     debander._denoiser = clocked(debander._denoiser, "network calls")
+    if getattr(debander, "guard", None) is not None:
+        debander.guard = clocked(debander.guard, "guard")
     opts = ImageOptions()
     t = time.perf_counter()
     pic = read_image(src, opts.max_pixels)
@@ -149,7 +151,7 @@ def split(src: Path, dst: Path) -> None:
 def print_split(src: Path, dst: Path) -> None:
     seconds, rss, out = timed_child([sys.executable, __file__, "--split-child", str(src), str(dst)])
     t = json.loads(out)
-    calls, blends = t.pop("network calls"), t.pop("blends")
+    calls, blends, guard = t.pop("network calls"), t.pop("blends"), sum(t.pop("guard", []))
     print(f"\nsplit of one 1080p run in a child ({t.pop('threads')} torch threads): "
           f"{seconds:.2f} s wall, peak RSS {rss:.2f} GiB")
     print("| step | s |\n|---|---|")
@@ -157,7 +159,8 @@ def print_split(src: Path, dst: Path) -> None:
         print(f"| {k} | {t[k]:.2f} |")
     for i, (c, b) in enumerate(zip(calls, blends)):
         print(f"| network call {i + 1} (of which output blend) | {c:.2f} ({b:.2f}) |")
-    rest = t["restore"] - sum(calls)
+    print(f"| detail guard | {guard:.2f} |")
+    rest = t["restore"] - sum(calls) - guard
     print(f"| rest of restore (tiling, INDI update, clamp, conversions) | {rest:.2f} |")
     for k in ("to 16-bit codes", "write PNG"):
         print(f"| {k} | {t[k]:.2f} |")

@@ -67,3 +67,18 @@ def test_normalised_loss_weighs_each_image_by_its_own_error():
     assert torch.allclose(loss, torch.full((2,), 0.25), atol=1e-3)  # both removed half their error
     raw = RestorationLoss(LossConfig(fft="none", normalise=False))(halfway, clean, banded)
     assert raw[0] > 100 * raw[1]
+
+
+def test_guarded_loss_scores_what_the_guard_lets_through():
+    """Texture delivered as is: a prediction that smooths it is held within a quarter code of the
+    input by the guard, so the guarded loss is far lower and the held pixels pass no gradient."""
+    g = torch.Generator().manual_seed(0)
+    degraded = (128 + torch.randint(-3, 4, (1, 1, 32, 32), generator=g).float()).expand(1, 3, 32, 32) / 255
+    clean = degraded.clone()
+    pred = torch.full_like(degraded, 128 / 255, requires_grad=True)  # the texture smoothed away
+    plain = RestorationLoss(LossConfig(fft="none", normalise=False))(pred, clean, degraded)
+    guarded = RestorationLoss(LossConfig(fft="none", normalise=False, guard=True))(pred, clean, degraded)
+    assert guarded.item() < plain.item() / 4
+    guarded.sum().backward()
+    held = (pred.detach() - degraded).abs() > 0.25 / 255 + 1e-6
+    assert held.any() and (pred.grad[held] == 0).all()

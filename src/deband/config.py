@@ -55,6 +55,7 @@ class LossConfig:
     fft_weight: float = 5e-5  # FFT term ~1000x the pixel MSE at identity: this makes it ~6 % of the loss
     phase_weight: float = 1.0  # weight of the phase term inside the magphase loss
     normalise: bool = True  # divide each sample's loss by its banded input's pixel error (6-bit counts like 3-bit)
+    guard: bool = False  # score the prediction after the detail guard (deband.guard), as inference outputs it
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from deband.config import LossConfig
+from deband.guard import Guard
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -60,7 +61,11 @@ class RestorationLoss:
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, degraded: torch.Tensor | None = None) -> torch.Tensor:
         """pred, target, degraded: shape (b, c, h, w). With `normalise`, each sample's loss is
         divided by the degraded input's pixel loss, so that every image counts by how much of
-        its own error is removed, not by how coarse its banding was. Returns shape (b,)."""
+        its own error is removed, not by how coarse its banding was. With `guard`, pred is
+        first bounded by the detail guard around the degraded input, as inference bounds its
+        output: pixels the guard holds back pass no gradient. Returns shape (b,)."""
+        if self.config.guard and degraded is not None:
+            pred = Guard()(degraded.to(pred.dtype), pred)
         loss = self._raw(pred, target)
         if self.config.normalise and degraded is not None:
             loss = loss / self._raw(degraded, target).detach().clamp_min(1e-6)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -87,8 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def yielding_threads() -> None:
+    """Have OpenMP's worker threads sleep, not spin, while they wait for work (unless the user
+    set OMP_WAIT_POLICY). Spinning threads fight the encoder's threads and other programs for
+    the cores: on a busy 2-core machine a network call took several times as long. Takes
+    effect only before torch is imported, so the command calls it first."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    yielding_threads()
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a crash
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     debug = "--debug" in argv
