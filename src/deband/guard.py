@@ -41,7 +41,7 @@ class Guard:
 
     block: int = 8  # pixels: the bound is one value per block x block pixels
     blocks: int = 9  # side, in blocks, of the window over which flatness and the band step are measured
-    flat_share: float = 0.75  # a pixel lies in bands when more of its window is flat than this
+    flat_share: float = 0.65  # a pixel lies in bands when more of its window is flat than this
     flat_diff: float = 0.25 * CODE  # a neighbour difference under this is flat
     cell: float = 0.25 * CODE  # the bound outside bands: half the 8-bit rounding error's largest
     step_share: float = 0.6  # the bound inside bands, as a share of the band step
