@@ -79,7 +79,8 @@ def test_pipelined_and_serial_write_the_same_streams(clip, tmp_path, codec):
 
 def test_slow_model_keeps_every_frame_in_order(clip, tmp_path):
     dst = tmp_path / "out.mkv"
-    report = deband_video(clip, dst, Blur(delay=0.05), VideoOptions(codec="ffv1", batch=2), progress=False)
+    report = deband_video(clip, dst, Blur(delay=0.05), VideoOptions(codec="ffv1", batch=2, pipeline=True),
+                          progress=False)
     pts = [p for p, _ in decoded(dst)]
     assert report.frames_out == len(pts) == 12
     assert all(a < b for a, b in zip(pts, pts[1:]))
@@ -110,7 +111,7 @@ def test_writer_failure_stops_every_stage(clip, tmp_path, monkeypatch):
     monkeypatch.setattr(FrameWriter, "write", failing)
     dst = tmp_path / "out.mkv"
     with pytest.raises(OutputError, match="No space left"):  # an OSError names dst, as in one thread
-        deband_video(clip, dst, Blur(), VideoOptions(codec="ffv1", batch=2), progress=False)
+        deband_video(clip, dst, Blur(), VideoOptions(codec="ffv1", batch=2, pipeline=True), progress=False)
     assert list(tmp_path.iterdir()) == [] and stage_threads() == []
 
 
@@ -129,7 +130,7 @@ def test_failure_in_the_decode_stage_while_others_are_busy(clip, tmp_path, monke
     monkeypatch.setattr(VideoPath, "_to_rgb", failing)
     dst = tmp_path / "out.mkv"
     with pytest.raises(type(error)):
-        deband_video(clip, dst, Blur(delay=0.2), VideoOptions(codec="ffv1", batch=1), progress=False)
+        deband_video(clip, dst, Blur(delay=0.2), VideoOptions(codec="ffv1", batch=1, pipeline=True), progress=False)
     assert list(tmp_path.iterdir()) == [] and stage_threads() == []
 
 
@@ -179,3 +180,16 @@ def test_a_stuck_stage_is_left_after_grace(caplog):
     while stage_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stage_threads() == []
+
+
+def test_stages_overlap_by_default_only_when_the_model_is_on_a_gpu():
+    from deband.video.pipeline import overlapping
+
+    class OnDevice:
+        def __init__(self, kind):
+            self.device = torch.device(kind)
+
+    assert overlapping(VideoOptions(), OnDevice("cuda")) and not overlapping(VideoOptions(), OnDevice("cpu"))
+    assert not overlapping(VideoOptions(), Blur())  # a restorer without a device runs on the CPU
+    assert overlapping(VideoOptions(pipeline=True), Blur())
+    assert not overlapping(VideoOptions(pipeline=False), OnDevice("cuda"))

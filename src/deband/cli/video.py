@@ -59,7 +59,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="chunk length, cut at keyframes; 0: one chunk (default 30)")
     vid.add_argument("--jobs", type=int_range(1, 64), default=1, help="chunks made at once (default 1)")
     vid.add_argument("--fresh", action="store_true", help="discard what an interrupted run left and start over")
-    vid.add_argument("--serial", action="store_true", help="run decode, model and encode one after another")
+    order = vid.add_mutually_exclusive_group()
+    order.add_argument("--serial", dest="pipeline", action="store_const", const=False,
+                       help="run decode, model and encode one after another (the default on a CPU)")
+    order.add_argument("--pipelined", dest="pipeline", action="store_const", const=True,
+                       help="run decode, model and encode at the same time in threads (the default on a GPU)")
     add_ray_option(vid, "make the chunks (of every video of a folder)")
     add_restore_options(vid)
     vid.set_defaults(run=cmd_video)
@@ -72,7 +76,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     try:
         opts = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, bit_depth=args.bit_depth,
                             start=args.start, duration=args.duration, compare=args.compare, batch=args.batch,
-                            overwrite=args.overwrite, seed=args.seed, pipeline=not args.serial)
+                            overwrite=args.overwrite, seed=args.seed, pipeline=args.pipeline)
         chunking = ChunkOptions(seconds=args.chunk, jobs=args.jobs, fresh=args.fresh)
     except ValueError as e:
         raise UsageError(f"deband video: {e}") from None

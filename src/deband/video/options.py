@@ -36,7 +36,7 @@ class VideoOptions:
     overwrite: bool = False  # replace an existing dst
     seed: int = 0  # seed of the dither pattern (the same for every frame)
     threads: int = 0  # encoder threads (x265 pools and frame threads); 0: the encoder decides
-    pipeline: bool = True  # decode, model and encode overlap in threads; False: one after another
+    pipeline: bool | None = None  # decode, model and encode overlap in threads (True) or not; None: on a GPU only
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -60,7 +60,7 @@ class VideoOptions:
 @dataclass
 class VideoReport:
     """Counts and seconds of one run. decode_s, model_s and encode_s are the time spent in each
-    stage; with `VideoOptions.pipeline` the stages overlap, so their sum may exceed total_s."""
+    stage; when the stages overlap (`VideoOptions.pipeline`), their sum may exceed total_s."""
 
     frames_in: int = 0  # frames decoded inside the selected range
     frames_out: int = 0  # frames encoded

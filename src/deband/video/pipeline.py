@@ -5,7 +5,8 @@ queued, and each full batch is converted to R'G'B' and handed on as a `Work` ite
 copied packets (shifted by the range start) demuxed since the previous one. Three stages
 (`deband.video.stages`) then overlap: decode in the caller's thread, restore_batch in a
 "deband-model" thread, and compose + encode + mux in a "deband-writer" thread
-(`VideoOptions.pipeline=False` runs them one after another in the caller's thread). The
+(`overlapping`: by default only when the model runs on a GPU; otherwise they run one after
+another in the caller's thread). The
 queues between them hold one batch each, so at most five batches are alive at once (being
 decoded, queued, in the model, queued, being written).
 
@@ -153,7 +154,7 @@ class VideoPath:
         self.writer = FrameWriter(streams, probe, options)
         self.report, self.bar = report, bar
         steps = [("deband-model", self._restore), ("deband-writer", self._write)]
-        self.stages = Stages(steps) if options.pipeline else Serial(steps)
+        self.stages = Stages(steps) if overlapping(options, restorer) else Serial(steps)
 
     def feed(self, packet: av.Packet) -> bool:
         """Decode one packet (skipping it if corrupt) and queue its frames in range; full
@@ -236,6 +237,17 @@ class VideoPath:
         if p.out_family != p.family:  # 4:4:4 fallback: base chroma on the full grid
             planes = [planes[0]] + [upsample(c, p.height, p.width) for c in planes[1:]]
         return planes, x
+
+
+def overlapping(options: VideoOptions, restorer: Restorer) -> bool:
+    """Whether decode, model and encode overlap: as `options.pipeline` says, and when it says
+    nothing (None), when the restorer runs on a GPU. On a CPU the network already uses every
+    core, and overlapping it with the encoder made both wait on each other: 0.83 against
+    1.50 frames/s at 1080p on 2 cores (`benchmarks/video_speed.py --serial`)."""
+    if options.pipeline is not None:
+        return options.pipeline
+    device = getattr(restorer, "device", None)
+    return device is not None and torch.device(device).type == "cuda"
 
 
 def copy_packet(streams: Streams, packet: av.Packet, mux: Callable[[av.Packet], None] | None = None) -> bool:
