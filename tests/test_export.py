@@ -52,7 +52,8 @@ def test_onnx_runtime_equals_debander(exported, steps):
         want = debander.restore(image)
         got = run_onnx(exported[steps], image)
         assert np.abs(got - want).max() < 1e-4, (h, w)
-        assert np.abs(want - image).max() > 1e-3  # the model changed the image: a real comparison
+        # the model changed the image, a real comparison (the guard holds detail to a quarter code, 9.8e-4)
+        assert np.abs(want - image).max() > 5e-4
 
 
 def test_graph_has_one_input_one_output_dynamic_size(exported):
