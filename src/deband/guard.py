@@ -7,7 +7,7 @@ that smooths it away moves pixels by as much as the detail's contrast. The guard
 the restorer's change `restored - x` per pixel, from the input alone:
 
 - where the input is *flat* (over a window of `blocks` x `blocks` blocks of `block` pixels
-  around the pixel's block, at least `flat_share` of the neighbour differences are under
+  around the pixel's block, more than `flat_share` of the neighbour differences are under
   `flat_diff`, i.e. plateaus with step edges between them: bands), the bound is
   `step_share` of the largest neighbour difference in that window (the band step; capped
   at `step_cap`, at least `cell`): enough to dissolve the steps (half a step is the most

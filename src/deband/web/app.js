@@ -8,8 +8,9 @@ const state = { items: [], current: null, busy: false, limits: null, split: 50 }
 
 function pair(numberId, rangeId) {
   const num = $(numberId), range = $(rangeId);
-  range.addEventListener("input", () => { num.value = range.value; settingsChanged(); });
-  num.addEventListener("input", () => { range.value = num.value; settingsChanged(); });
+  const changed = () => { num.dataset.touched = "1"; settingsChanged(); };
+  range.addEventListener("input", () => { num.value = range.value; changed(); });
+  num.addEventListener("input", () => { range.value = num.value; changed(); });
 }
 
 function settings() {
@@ -218,9 +219,9 @@ async function loadLimits() {
     state.limits = await response.json();
     $("limits").textContent = `up to ${formatBytes(state.limits.max_upload_bytes)} and ` +
       `${formatPixels(state.limits.max_pixels)} each`;
-    const steps = state.limits.steps.default, strength = state.limits.strength.default;
-    $("steps").value = $("steps-range").value = steps;
-    $("strength").value = $("strength-range").value = strength;
+    for (const name of ["steps", "strength"]) {  // the server's defaults, unless already set by hand
+      if (!$(name).dataset.touched) $(name).value = $(`${name}-range`).value = state.limits[name].default;
+    }
   } catch (_) {
     setStatus("The server did not answer; is `deband serve` still running?");
   }
