@@ -67,13 +67,12 @@ class Stages:
     def put(self, item: Any) -> None:
         """Queue an item for the first stage (waiting while its queue is full). Raises the
         first failure of any stage instead."""
-        while True:
-            self.check()
-            try:
-                self.inbox.put(item, timeout=self.poll)
-                return
-            except queue.Full:
-                continue
+        self.check()
+        try:
+            self._put(self.inbox, item)
+        except Stopped:
+            self.check()  # a stage failed: its exception, not ours
+            raise
 
     def close(self) -> None:
         """Let every stage finish what is queued, wait for them, and raise the first failure."""
