@@ -158,7 +158,10 @@ def test_ctrl_c_keeps_the_previous_output(tmp_path):
     # written the process is up and working on b.png, so the signal lands mid-way through it
     cmd = [sys.executable, "-m", "deband.cli", "image", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
            "-o", str(out), "--overwrite", "--steps", "100", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: a child of a background job inherits SIGINT ignored, and Python
+    # then keeps ignoring it, so the child gets the default disposition back
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not (out / "a.png").exists() and proc.poll() is None and time.monotonic() < deadline:
