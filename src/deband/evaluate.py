@@ -58,8 +58,8 @@ def run_eval(
     methods = baseline_methods() | ours
     images = load_held_out(corpus) if corpus is not None else []
     results: dict[str, list[Row]] = {}
-    if images:
-        crops = corpus_crops(images, n, size, gentle_map)
+    crops = corpus_crops(images, n, size, gentle_map)  # none when no window is mostly smooth gradient
+    if crops:
         for name in real_set_names():
             results[name] = paired_table(real_set(name, crops), name, methods)
         results[REAL_MEAN] = mean_rows(list(results.values()), REAL_MEAN)

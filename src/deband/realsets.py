@@ -13,12 +13,18 @@ that overlap an already chosen window by at most half are kept:
   than one 8-bit code per pixel, without grain or texture around them. That is where
   delivery bands; flat areas and texture are not.
 - `faint_map` (the faint-detail set, `deband.faintsets`): pixels whose local high-pass RMS
-  lies in `FAINT_RMS`, that of 1-4 codes of contrast at 8 bits, less those with stronger
-  detail.
+  lies in `FAINT_RMS`, that of 1-4 codes of contrast at 8 bits, and that `gentle_map` does
+  not count as smooth gradient (a source's own 8-bit steps across a gradient have that RMS
+  too, and those are bands, not detail), less those with stronger detail.
 
-A set of n crops takes crop k from held-out image k mod m (m images, sorted by file name),
-its (k div m)-th best window: n = m covers every image once. A crop is `size` pixels square,
-or the image's shorter side when that is smaller.
+A window qualifies when the map's mean over it is at least `MIN_SHARE`: most of the window
+holds what the set is about (an image of texture has no window of smooth gradient, and a
+flat-gradient wallpaper none of faint detail, and a crop from them would score something
+else). A set of n crops takes the qualifying images in turn, in an order set by a hash of
+their file names (so a large corpus is sampled across its sources, not by the alphabet),
+each image's qualifying windows best first, until n are taken. Only qualifying windows are
+taken: a corpus with few of them gives a smaller set, and one with none gives none. A crop
+is `size` pixels square, or the image's shorter side when that is smaller.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ CORPUS_CACHE = Path("~/.cache/deband/corpus")  # the default when it is unset
 REAL_SEED = 40_000  # mixed with each image's sha256 to place its candidate windows
 CANDIDATES = 48  # candidate windows drawn per image
 MAX_OVERLAP = 0.5  # a kept window overlaps any earlier one by at most this share of its area
+MIN_SHARE = 0.5  # a window qualifies for a set when the map's mean over it is at least this
 FAINT_RMS = (0.35, 1.5)  # 8-bit codes: the RMS of sinusoids 1..4 codes peak to peak
 STRONG_PENALTY = 3.0  # a pixel of stronger detail costs a faint-detail window this much
 SMOOTH_RMS = 0.5  # 8-bit codes: a smooth-gradient pixel has less high-pass RMS around it
@@ -122,12 +129,12 @@ def gentle_map(img: np.ndarray) -> np.ndarray:
 
 def faint_map(img: np.ndarray) -> np.ndarray:
     """1 where the local high-pass RMS (`scoring.local_rms`) lies in FAINT_RMS codes at 8
-    bits, -STRONG_PENALTY where it is above (strong detail, which would outweigh the faint),
-    else 0. img: (h, w, 3) float32 on [0, 1]; returns (h, w) float32."""
+    bits and `gentle_map` is 0, -STRONG_PENALTY where the RMS is above (strong detail, which
+    would outweigh the faint), else 0. img: (h, w, 3) float32 on [0, 1]; returns (h, w) float32."""
     from deband.scoring import local_rms
 
     rms = local_rms(img) * 255
-    faint = (rms >= FAINT_RMS[0]) & (rms <= FAINT_RMS[1])
+    faint = (rms >= FAINT_RMS[0]) & (rms <= FAINT_RMS[1]) & (gentle_map(img) == 0)
     return faint.astype(np.float32) - STRONG_PENALTY * (rms > FAINT_RMS[1])
 
 
@@ -136,23 +143,23 @@ def _overlap(a: tuple[int, int], b: tuple[int, int], crop: int) -> float:
     return dy * dx / crop**2
 
 
-def ranked_windows(score_map: np.ndarray, crop: int, count: int, g: torch.Generator) -> list[tuple[int, int]]:
-    """`count` (top, left) corners of crop x crop windows, best first: CANDIDATES windows
+def ranked_windows(score_map: np.ndarray, crop: int, count: int, g: torch.Generator) -> list[tuple[int, int, float]]:
+    """`count` (top, left, mean) of crop x crop windows, best first: CANDIDATES windows
     placed by g, ranked by the mean of score_map (h, w) over each, those overlapping a kept
     one by more than MAX_OVERLAP skipped (and used last if too few remain)."""
     h, w = score_map.shape
     sums = cv2.integral(score_map.astype(np.float64))  # (h + 1, w + 1)
     tops = torch.randint(0, h - crop + 1, (CANDIDATES,), generator=g).tolist()
     lefts = torch.randint(0, w - crop + 1, (CANDIDATES,), generator=g).tolist()
-    value = {(t, x): sums[t + crop, x + crop] - sums[t, x + crop] - sums[t + crop, x] + sums[t, x]
-             for t, x in zip(tops, lefts)}
-    order = sorted(value, key=lambda c: (-value[c], c))
+    mean = {(t, x): float(sums[t + crop, x + crop] - sums[t, x + crop] - sums[t + crop, x] + sums[t, x]) / crop**2
+            for t, x in zip(tops, lefts)}
+    order = sorted(mean, key=lambda c: (-mean[c], c))
     kept: list[tuple[int, int]] = []
     for c in order:
         if all(_overlap(c, k, crop) <= MAX_OVERLAP for k in kept):
             kept.append(c)
     kept += [c for c in order if c not in kept]
-    return kept[:count]
+    return [(t, x, mean[(t, x)]) for t, x in kept[:count]]
 
 
 def _image_seed(name: str) -> int:
@@ -160,21 +167,20 @@ def _image_seed(name: str) -> int:
 
 
 def corpus_crops(images: list[Image], n: int, size: int, score: Callable[[np.ndarray], np.ndarray]) -> list[Image]:
-    """n crops, crop k from image k mod m at its (k div m)-th best window by `score`
-    (`gentle_map` or `faint_map`); each `size` square or the image's shorter side."""
-    if not images:
-        return []
-    per_image = -(-n // len(images))
-    windows = []
-    for name, img in images:
+    """Up to n crops by `score` (`gentle_map` or `faint_map`): the qualifying windows (mean
+    at least MIN_SHARE) of the images in turn (see the module docstring); each `size`
+    square or the image's shorter side."""
+    candidates = []  # per image: [(mean, name, img, top, left, crop)], best first
+    for name, img in sorted(images, key=lambda image: (_image_seed(image[0]), image[0])):
         crop = min(size, *img.shape[:2])
         g = torch.Generator().manual_seed(_image_seed(name))
-        windows.append([(t, x, crop) for t, x in ranked_windows(score(img), crop, per_image, g)])
-    crops = []
-    for k in range(n):
-        (name, img), (t, x, crop) = images[k % len(images)], windows[k % len(images)][k // len(images)]
-        crops.append((f"{Path(name).stem}@{t},{x}", img[t : t + crop, x : x + crop].copy()))
-    return crops
+        candidates.append([(m, name, img, t, x, crop) for t, x, m in ranked_windows(score(img), crop, n, g)])
+    queues = [[c for c in cs if c[0] >= MIN_SHARE] for cs in candidates]
+    chosen = []
+    while len(chosen) < n and any(queues):
+        chosen += [q.pop(0) for q in queues if q][: n - len(chosen)]
+    return [(f"{Path(name).stem}@{t},{x}", img[t : t + crop, x : x + crop].copy())
+            for _, name, img, t, x, crop in chosen]
 
 
 def real_set_names() -> list[str]:

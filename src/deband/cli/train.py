@@ -125,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from deband.evaluate import markdown, run_eval, save_json
+    from deband.evaluate import REAL_MEAN, markdown, run_eval, save_json
 
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
@@ -136,6 +136,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its settings at every encoder otherwise
     results = run_eval(str(args.weights) if args.weights else None, args.n, args.size, steps,
                        reference=args.reference, device=args.device, corpus=corpus)
+    if corpus is not None and REAL_MEAN not in results:
+        print(f"deband eval: real-content sets skipped: no window of {corpus}'s held-out images is "
+              "mostly smooth gradient", file=sys.stderr)
     for name, rows in results.items():
         print(f"\n### {name}\n\n{markdown(rows)}")
     if args.json:
