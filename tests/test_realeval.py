@@ -41,13 +41,13 @@ def _picture(h: int, w: int, seed: int) -> np.ndarray:
     return img.clip(0, 1)
 
 
-def make_corpus(folder: Path, splits: list[str], h: int = 96, w: int = 160) -> Path:
-    """16-bit PNGs named img-K.png and a manifest giving each its split."""
+def make_corpus(folder: Path, splits: list[str], h: int = 96, w: int = 160, picture=_picture) -> Path:
+    """16-bit PNGs named img-K.png (`picture(h, w, K)`) and a manifest giving each its split."""
     folder.mkdir(parents=True, exist_ok=True)
     images = []
     for k, split in enumerate(splits):
         name = f"img-{k}.png"
-        write_image(folder / name, np.round(_picture(h, w, k) * 65535).astype(np.uint16))
+        write_image(folder / name, np.round(picture(h, w, k) * 65535).astype(np.uint16))
         images.append({"file": name, "package": "fake", "licence": "CC0", "sha256": f"{k:064x}",
                        "size": [w, h], "split": split})
     (folder / "manifest.json").write_text(json.dumps({"images": images}))
@@ -238,13 +238,10 @@ def test_eval_prints_real_content_tables_first(corpus: Path, tiny_weights: Path,
 
 
 def test_eval_skips_real_sets_when_no_window_is_smooth_gradient(tiny_weights: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "textured"
-    folder.mkdir()
-    noise = np.random.default_rng(0).uniform(0.2, 0.8, (96, 160, 3))
-    write_image(folder / "img-0.png", np.round(noise * 65535).astype(np.uint16))
-    (folder / "manifest.json").write_text(json.dumps({"images": [
-        {"file": "img-0.png", "package": "fake", "licence": "CC0", "sha256": "0" * 64, "size": [160, 96],
-         "split": "held-out"}]}))
+    def noise(h: int, w: int, k: int) -> np.ndarray:
+        return np.random.default_rng(k).uniform(0.2, 0.8, (h, w, 3))
+
+    folder = make_corpus(tmp_path / "textured", ["held-out"], picture=noise)
     r = _eval(["--corpus", str(folder)], tiny_weights)
     assert r.returncode == 0, r.stderr
     assert "real-content sets skipped: no window of" in r.stderr and "mostly smooth gradient" in r.stderr

@@ -121,10 +121,7 @@ def gentle_map(img: np.ndarray) -> np.ndarray:
     SMOOTH_RMS (no grain or texture). img: (h, w, 3) float32 on [0, 1]; returns (h, w) float32."""
     from deband.scoring import local_rms
 
-    y = np.ascontiguousarray(luma(img, axis=-1), dtype=np.float32)
-    slope = np.hypot(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)) / 8
-    smooth = local_rms(img) * 255 < SMOOTH_RMS
-    return ((slope > 0.5 / 65535) & (slope <= 1 / 255) & smooth).astype(np.float32)
+    return _gentle(img, local_rms(img) * 255).astype(np.float32)
 
 
 def faint_map(img: np.ndarray) -> np.ndarray:
@@ -134,8 +131,15 @@ def faint_map(img: np.ndarray) -> np.ndarray:
     from deband.scoring import local_rms
 
     rms = local_rms(img) * 255
-    faint = (rms >= FAINT_RMS[0]) & (rms <= FAINT_RMS[1]) & (gentle_map(img) == 0)
+    faint = (rms >= FAINT_RMS[0]) & (rms <= FAINT_RMS[1]) & ~_gentle(img, rms)
     return faint.astype(np.float32) - STRONG_PENALTY * (rms > FAINT_RMS[1])
+
+
+def _gentle(img: np.ndarray, rms: np.ndarray) -> np.ndarray:
+    """`gentle_map` as a bool mask, given the image's local high-pass RMS in 8-bit codes."""
+    y = np.ascontiguousarray(luma(img, axis=-1), dtype=np.float32)
+    slope = np.hypot(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)) / 8
+    return (slope > 0.5 / 65535) & (slope <= 1 / 255) & (rms < SMOOTH_RMS)
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int], crop: int) -> float:
