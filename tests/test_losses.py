@@ -69,6 +69,16 @@ def test_normalised_loss_weighs_each_image_by_its_own_error():
     assert raw[0] > 100 * raw[1]
 
 
+def test_normalise_floor_caps_the_weight_of_almost_clean_inputs():
+    """An input 0.1 off (MSE 1e-2) is normalised as before; one 0.001 off (MSE 1e-6) is
+    divided by the floor instead of its own error, so it weighs a hundredth as much."""
+    clean = torch.rand(2, 3, 16, 16)
+    banded = clean + torch.tensor([0.1, 0.001])[:, None, None, None]
+    halfway = (clean + banded) / 2
+    loss = RestorationLoss(LossConfig(fft="none", normalise_floor=1e-4))(halfway, clean, banded)
+    assert torch.allclose(loss, torch.tensor([0.25, 0.25 * 1e-6 / 1e-4]), rtol=1e-3)
+
+
 def test_guarded_loss_scores_what_the_guard_lets_through():
     """Texture delivered as is: a prediction that smooths it is held within a quarter code of the
     input by the guard, so the guarded loss is far lower and the held pixels pass no gradient."""

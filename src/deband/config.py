@@ -55,6 +55,9 @@ class LossConfig:
     fft_weight: float = 5e-5  # FFT term ~1000x the pixel MSE at identity: this makes it ~6 % of the loss
     phase_weight: float = 1.0  # weight of the phase term inside the magphase loss
     normalise: bool = True  # divide each sample's loss by its banded input's pixel error (6-bit counts like 3-bit)
+    # the divisor is at least this: pairs whose input is almost clean (faint detail, grain at
+    # 8 bits) otherwise weigh 5-20x a banded pair per unit of error (1e-6: no floor in effect)
+    normalise_floor: float = 1e-6
     guard: bool = False  # score the prediction after the detail guard (deband.guard), as inference outputs it
 
 

@@ -60,15 +60,15 @@ class RestorationLoss:
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, degraded: torch.Tensor | None = None) -> torch.Tensor:
         """pred, target, degraded: shape (b, c, h, w). With `normalise`, each sample's loss is
-        divided by the degraded input's pixel loss, so that every image counts by how much of
-        its own error is removed, not by how coarse its banding was. With `guard`, pred is
+        divided by the degraded input's loss (at least `normalise_floor`), so that every image
+        counts by how much of its own error is removed, not by how coarse its banding was. With `guard`, pred is
         first bounded by the detail guard around the degraded input, as inference bounds its
         output: pixels the guard holds back pass no gradient. Returns shape (b,)."""
         if self.config.guard and degraded is not None:
             pred = Guard()(degraded.to(pred.dtype), pred)
         loss = self._raw(pred, target)
         if self.config.normalise and degraded is not None:
-            loss = loss / self._raw(degraded, target).detach().clamp_min(1e-6)
+            loss = loss / self._raw(degraded, target).detach().clamp_min(self.config.normalise_floor)
         return loss
 
     def _raw(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
