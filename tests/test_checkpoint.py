@@ -1,8 +1,14 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from conftest import randomised
 from deband.checkpoint import (
     DEFAULT_WEIGHTS,
+    interpolate,
     load_model,
     load_training_state,
     read_metadata,
@@ -10,6 +16,7 @@ from deband.checkpoint import (
     save_weights,
 )
 from deband.errors import InputError
+from deband.model import UNet
 
 
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
@@ -97,3 +104,41 @@ def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model
         save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "s.pt"]
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "2"
+
+
+def test_interpolate_mixes_every_weight(tiny_model):
+    other = randomised(UNet(tiny_model.config), seed=1)
+    ends = interpolate(tiny_model, other, 0.0), interpolate(tiny_model, other, 1.0)
+    mid = interpolate(tiny_model, other, 0.25)
+    for k, a in tiny_model.state_dict().items():
+        b = other.state_dict()[k]
+        assert torch.equal(ends[0].state_dict()[k], a) and torch.equal(ends[1].state_dict()[k], b)
+        assert torch.allclose(mid.state_dict()[k], 0.75 * a + 0.25 * b, atol=1e-6)
+
+
+def test_interpolate_refuses_other_configs_and_shares(tiny_model):
+    from dataclasses import replace
+
+    wider = UNet(replace(tiny_model.config, time_dim=tiny_model.config.time_dim * 2))
+    with pytest.raises(InputError, match="config"):
+        interpolate(tiny_model, wider, 0.5)
+    with pytest.raises(InputError, match="share"):
+        interpolate(tiny_model, tiny_model, 1.5)
+
+
+def test_cli_mix_writes_the_interpolation_and_refuses_to_overwrite(tiny_model, tmp_path):
+    a, b, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "m.safetensors"
+    save_weights(tiny_model, a)
+    save_weights(randomised(UNet(tiny_model.config), seed=2), b)
+    cmd = [sys.executable, "-m", "deband.cli", "mix", str(a), str(b), "--share", "0.5", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": "src"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    want = interpolate(load_model(a), load_model(b), 0.5).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in load_model(out).state_dict().items())
+    assert read_metadata(out)["mixed"] == "0.5 x a.safetensors + 0.5 x b.safetensors"
+    before = out.read_bytes()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 5 and "exists" in r.stderr and out.read_bytes() == before
+    r = subprocess.run([*cmd[:-3], "--share", "2", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--share" in r.stderr

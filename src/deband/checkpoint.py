@@ -33,10 +33,11 @@ def _tensors_and_meta(model: torch.nn.Module, extra: dict | None) -> tuple[dict[
     return {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}, meta
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> None:
-    """Write the model's weights and config to one .safetensors file, atomically (replacing it)."""
+def save_weights(model: torch.nn.Module, path: str | Path, extra: dict | None = None, overwrite: bool = True) -> None:
+    """Write the model's weights and config to one .safetensors file, atomically (replacing an
+    existing file unless `overwrite` is False: then OutputExistsError)."""
     state, meta = _tensors_and_meta(model, extra)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata=meta)
 
 
@@ -78,6 +79,21 @@ def model_from_bytes(data: bytes, name: str = "weights") -> UNet:
     except (SafetensorError, ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{name}: not a readable safetensors file ({e})") from None
     return _rebuild(state, meta, name)
+
+
+def interpolate(a: UNet, b: UNet, share: float) -> UNet:
+    """A model whose every weight is (1 - share) * a's + share * b's: weight-space
+    interpolation between two models of one config, such as a fine-tune (b) and the weights
+    it started from (a), which keeps much of what each does well. Raises InputError when the
+    configs differ or share is outside [0, 1]."""
+    if not 0 <= share <= 1:
+        raise InputError(f"share must be within 0..1, got {share}")
+    if a.config != b.config:
+        raise InputError(f"the two models differ in config ({to_dict(a.config)} against {to_dict(b.config)})")
+    theirs = b.state_dict()
+    mixed = UNet(a.config)
+    mixed.load_state_dict({k: torch.lerp(v, theirs[k], share) for k, v in a.state_dict().items()})
+    return mixed.eval()
 
 
 def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, str], path: str) -> UNet:

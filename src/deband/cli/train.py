@@ -1,4 +1,5 @@
-"""`deband train`, `deband eval`, `deband corpus build` and `deband corpus pack`: making and measuring models."""
+"""`deband train`, `deband mix`, `deband eval`, `deband corpus build` and `deband corpus pack`: making and
+measuring models."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_options(tr)
     tr.set_defaults(run=cmd_train)
+    mx = sub.add_parser("mix", help="interpolate two models' weights (a fine-tune and where it started)",
+                        epilog="examples:\n"
+                        "  deband mix start.safetensors tuned.safetensors --share 0.5 -o mixed.safetensors",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mx.add_argument("a", type=Path, help="a .safetensors model")
+    mx.add_argument("b", type=Path, help="a .safetensors model of the same config")
+    mx.add_argument("--share", type=float, default=0.5,
+                    help="weight of B, 0..1: (1 - share) * A + share * B (default 0.5)")
+    mx.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
+    mx.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    mx.set_defaults(run=cmd_mix)
     ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print Markdown tables",
                         epilog="examples:\n  deband eval\n  deband eval --corpus /work/corpus --n 8 --steps 2\n"
                         "  deband eval --report benchmarks --reference ../shared/reference-examples",
@@ -121,6 +133,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     except ConfigMismatchError as e:
         raise UsageError(f"{e}; pass a matching --config") from None
+    return 0
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    from deband.checkpoint import interpolate, load_model, save_weights
+
+    if not 0 <= args.share <= 1:
+        raise UsageError(f"deband mix: --share must be in [0, 1], got {args.share}")
+    mixed = interpolate(load_model(args.a), load_model(args.b), args.share)
+    save_weights(mixed, args.output, {"mixed": f"{1 - args.share:g} x {args.a.name} + {args.share:g} x {args.b.name}"},
+                 overwrite=args.overwrite)
+    print(f"{args.output}: {1 - args.share:g} x {args.a} + {args.share:g} x {args.b}")
     return 0
 
 
