@@ -122,7 +122,7 @@ def test_interpolate_refuses_other_configs_and_shares(tiny_model):
     wider = UNet(replace(tiny_model.config, time_dim=tiny_model.config.time_dim * 2))
     with pytest.raises(InputError, match="config"):
         interpolate(tiny_model, wider, 0.5)
-    with pytest.raises(InputError, match="share"):
+    with pytest.raises(ValueError, match="share"):
         interpolate(tiny_model, tiny_model, 1.5)
 
 

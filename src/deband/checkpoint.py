@@ -85,9 +85,9 @@ def interpolate(a: UNet, b: UNet, share: float) -> UNet:
     """A model whose every weight is (1 - share) * a's + share * b's: weight-space
     interpolation between two models of one config, such as a fine-tune (b) and the weights
     it started from (a), which keeps much of what each does well. Raises InputError when the
-    configs differ or share is outside [0, 1]."""
+    configs differ, ValueError when share is outside [0, 1]."""
     if not 0 <= share <= 1:
-        raise InputError(f"share must be within 0..1, got {share}")
+        raise ValueError(f"share must be within 0..1, got {share}")
     if a.config != b.config:
         raise InputError(f"the two models differ in config ({to_dict(a.config)} against {to_dict(b.config)})")
     theirs = b.state_dict()

@@ -61,9 +61,10 @@ class RestorationLoss:
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, degraded: torch.Tensor | None = None) -> torch.Tensor:
         """pred, target, degraded: shape (b, c, h, w). With `normalise`, each sample's loss is
         divided by the degraded input's loss (at least `normalise_floor`), so that every image
-        counts by how much of its own error is removed, not by how coarse its banding was. With `guard`, pred is
-        first bounded by the detail guard around the degraded input, as inference bounds its
-        output: pixels the guard holds back pass no gradient. Returns shape (b,)."""
+        counts by how much of its own error is removed, not by how coarse its banding was.
+        With `guard`, pred is first bounded by the detail guard around the degraded input, as
+        inference bounds its output: pixels the guard holds back pass no gradient. Returns
+        shape (b,)."""
         if self.config.guard and degraded is not None:
             pred = Guard()(degraded.to(pred.dtype), pred)
         loss = self._raw(pred, target)
