@@ -98,12 +98,9 @@ def ffmpeg_filter_seconds(src: Path) -> float:
 def split(src: Path, dst: Path) -> None:
     """The child: `deband image`'s default job step by step, printing the times as JSON."""
     t0 = time.perf_counter()
-    try:
-        from deband.cli import yielding_threads  # as the command does, before torch is imported
-    except ImportError:  # a version without it
-        yielding_threads = None
-    if yielding_threads is not None:
-        yielding_threads()
+    from deband.cli import yielding_threads  # as the command does, before torch is imported
+
+    yielding_threads()
     import torch
 
     t_torch = time.perf_counter()

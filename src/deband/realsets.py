@@ -174,17 +174,16 @@ def corpus_crops(images: list[Image], n: int, size: int, score: Callable[[np.nda
     """Up to n crops by `score` (`gentle_map` or `faint_map`): the qualifying windows (mean
     at least MIN_SHARE) of the images in turn (see the module docstring); each `size`
     square or the image's shorter side."""
-    candidates = []  # per image: [(mean, name, img, top, left, crop)], best first
+    queues = []  # per image: its qualifying windows [(name, img, top, left, crop)], best first
     for name, img in sorted(images, key=lambda image: (_image_seed(image[0]), image[0])):
         crop = min(size, *img.shape[:2])
         g = torch.Generator().manual_seed(_image_seed(name))
-        candidates.append([(m, name, img, t, x, crop) for t, x, m in ranked_windows(score(img), crop, n, g)])
-    queues = [[c for c in cs if c[0] >= MIN_SHARE] for cs in candidates]
+        queues.append([(name, img, t, x, crop) for t, x, m in ranked_windows(score(img), crop, n, g) if m >= MIN_SHARE])
     chosen = []
     while len(chosen) < n and any(queues):
         chosen += [q.pop(0) for q in queues if q][: n - len(chosen)]
     return [(f"{Path(name).stem}@{t},{x}", img[t : t + crop, x : x + crop].copy())
-            for _, name, img, t, x, crop in chosen]
+            for name, img, t, x, crop in chosen]
 
 
 def real_set_names() -> list[str]:
