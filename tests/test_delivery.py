@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -6,6 +7,7 @@ from deband.chroma import subsample_420, upsample
 from deband.degrade import random_degrade
 from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.sources import procedural_scene
+from deband.video.colour import codes_to_frame
 
 SIZES = [(64, 96), (65, 97)]  # (h, w), one odd
 
@@ -182,6 +184,20 @@ def test_codec_at_a_high_crf_bands_a_smooth_ramp(codec):
     crf = {"libx264": 40, "libx265": 40, "libsvtav1": 55}[codec]
     y = delivery.through_codec(x, codec, crf, encoders.PRESETS[codec][0])
     assert y[0, 32].unique().numel() < delivery.ycbcr420(x)[0, 32].unique().numel()
+
+
+@needs("libx265")
+def test_ten_bit_frames_round_trip_at_ten_bits():
+    ramp = np.linspace(200, 800, 96).round().astype(np.uint16)  # 600 10-bit codes across 96 px
+    y = np.broadcast_to(ramp, (64, 96)).copy()
+    chroma = np.full((32, 48), 512, np.uint16)
+    frame = codes_to_frame([y, chroma, chroma], "yuv420p10le", 96, 64)
+    out = encoders.round_trip([frame], "libx265", 0, "ultrafast", "yuv420p10le")
+    assert len(out) == 1 and out[0].format.name == "yuv420p10le"
+    plane = out[0].planes[0]
+    decoded = np.frombuffer(plane, "<u2").reshape(plane.height, -1)[:, : plane.width]
+    assert np.abs(decoded.astype(int) - y).max() <= 2  # CRF 0: near-lossless, and not cut to 8 bits
+    assert np.unique(decoded[32] % 4).size > 1
 
 
 def test_unknown_codec_is_refused():

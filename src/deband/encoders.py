@@ -45,16 +45,19 @@ def _options(codec: str, crf: int, preset: str) -> dict[str, str]:
     return opts
 
 
-def round_trip(frames: list[av.VideoFrame], codec: str, crf: int, preset: str) -> list[av.VideoFrame]:
-    """yuv420p frames of one even size, encoded by `codec` ("libx264", "libx265" or
-    "libsvtav1") at `crf` and `preset` as one short sequence at 25 fps, then decoded.
+def round_trip(
+    frames: list[av.VideoFrame], codec: str, crf: int, preset: str, pix_fmt: str = "yuv420p"
+) -> list[av.VideoFrame]:
+    """Frames of one even size and of `pix_fmt` (yuv420p, or yuv420p10le for 10 bits),
+    encoded by `codec` ("libx264", "libx265" or "libsvtav1") at `crf` and `preset` as one
+    short sequence at 25 fps, then decoded.
 
-    Returns the decoded yuv420p frames in display order.
+    Returns the decoded frames in display order.
     """
     if codec not in DECODERS:
         raise ValueError(f"unsupported codec {codec!r}; expected one of {sorted(DECODERS)}")
     enc = av.CodecContext.create(codec, "w")
-    enc.width, enc.height, enc.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+    enc.width, enc.height, enc.pix_fmt = frames[0].width, frames[0].height, pix_fmt
     enc.time_base, enc.framerate, enc.thread_count = Fraction(1, 25), Fraction(25), 1
     enc.options = _options(codec, crf, preset)
     packets = []
