@@ -16,16 +16,14 @@ texture the delivery destroyed.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
+import corpus_windows
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from deband.metrics import psnr
 from deband.pixels import rgb_to_ycbcr
-from deband.realsets import corpus_crops, gentle_map, load_held_out, real_set, real_set_names
+from deband.realsets import real_set, real_set_names
 from deband.restore import Debander
 
 
@@ -46,14 +44,10 @@ def hwc_to_chw(a: np.ndarray) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--size", type=int, default=384)
+    ap = corpus_windows.parser(__doc__)
     ap.add_argument("--sigma", type=float, default=8.0, help="pixels: the split between coarse and fine")
     args = ap.parse_args()
-    crops = corpus_crops(load_held_out(args.corpus), args.n, args.size, gentle_map)
+    crops = corpus_windows.windows(args)
     deb = Debander.load(args.weights, device="cpu")
     print(f"{len(crops)} crops of {args.size} px from {args.corpus}; PSNR dB; split at a Gaussian of {args.sigma:g} px")
     print()

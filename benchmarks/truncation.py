@@ -14,16 +14,13 @@ half a step).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
+import corpus_windows
 import numpy as np
 import torch
 
 from deband.delivery import requantise, ten_to_eight
 from deband.metrics import psnr
 from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.realsets import corpus_crops, gentle_map, load_held_out
 from deband.restore import Debander
 
 # name -> (delivery given the cut, step in 8-bit codes)
@@ -46,13 +43,9 @@ def mean_psnr(images: list[torch.Tensor], cleans: list[torch.Tensor]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--size", type=int, default=384)
+    ap = corpus_windows.parser(__doc__)
     args = ap.parse_args()
-    crops = corpus_crops(load_held_out(args.corpus), args.n, args.size, gentle_map)
+    crops = corpus_windows.windows(args)
     cleans = [torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1) for _, c in crops]
     deb = Debander.load(args.weights, device="cpu")
     print(f"{len(cleans)} crops of {args.size} px from {args.corpus}; PSNR dB against the clean crop\n")
