@@ -31,9 +31,8 @@ LOSSES = {
 
 
 def budget(steps: int) -> TrainConfig:
-    return TrainConfig(
-        steps=steps, warmup=min(300, steps // 10), val_every=steps, ckpt_every=100, curriculum=((0.0, 128), (0.3, 256))
-    )
+    return TrainConfig(steps=steps, warmup=min(300, steps // 10), val_every=steps, ckpt_every=100,
+                       curriculum=((0.0, 128), (0.3, 256)))
 
 
 def run_one(name: str, loss: LossConfig, out: Path, steps: int) -> Path:
@@ -61,10 +60,8 @@ def main() -> None:
         for steps in (1, 4):
             restore = Debander.load(w, "cpu", steps=steps).restore
             methods[f"{name} ({steps} step{'s' * (steps > 1)})"] = lambda p, r=restore: r(p.degraded)
-    results = {
-        label: {s: score(m, pairs, s, label, with_cambi=False).psnr for s, pairs in sets.items()}
-        for label, m in methods.items()
-    }
+    results = {label: {s: score(m, pairs, s, label, with_cambi=False).psnr for s, pairs in sets.items()}
+               for label, m in methods.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"equal budget: {args.steps} steps each; mean PSNR (dB) against clean\n")
     print("| model | " + " | ".join(sets) + " |")

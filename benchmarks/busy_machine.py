@@ -42,9 +42,8 @@ def child_seconds(policy: str | None, h: int, w: int, runs: int) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(h=h, w=w, runs=runs)], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", CHILD.format(h=h, w=w, runs=runs)], env=env,
+                         capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 

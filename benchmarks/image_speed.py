@@ -111,13 +111,8 @@ def split(src: Path, dst: Path) -> None:
     from deband.pixels import to_codes
     from deband.restore import Debander
 
-    times: dict = {
-        "import torch": t_torch - t0,
-        "import deband": time.perf_counter() - t_torch,
-        "network calls": [],
-        "blends": [],
-        "guard": [],
-    }
+    times: dict = {"import torch": t_torch - t0, "import deband": time.perf_counter() - t_torch,
+                   "network calls": [], "blends": [], "guard": []}
 
     def clocked(fn, key):
         def run(*a):
@@ -160,10 +155,8 @@ def print_split(src: Path, dst: Path) -> None:
     seconds, rss, out = timed_child([sys.executable, __file__, "--split-child", str(src), str(dst)])
     t = json.loads(out)
     calls, blends, guard = t.pop("network calls"), t.pop("blends"), sum(t.pop("guard", []))
-    print(
-        f"\nsplit of one 1080p run in a child ({t.pop('threads')} torch threads): "
-        f"{seconds:.2f} s wall, peak RSS {rss:.2f} GiB"
-    )
+    print(f"\nsplit of one 1080p run in a child ({t.pop('threads')} torch threads): "
+          f"{seconds:.2f} s wall, peak RSS {rss:.2f} GiB")
     print("| step | s |\n|---|---|")
     for k in ("import torch", "import deband", "load model", "read PNG"):
         print(f"| {k} | {t[k]:.2f} |")
@@ -199,10 +192,8 @@ def main() -> None:
                 ff.append(ffmpeg_command_seconds(src, ff_dst))
                 ff_filter.append(ffmpeg_filter_seconds(src) if h * w <= 40e6 else float("nan"))
             seconds, rss = min(runs)
-            print(
-                f"| {w}x{h} | {seconds:.2f} | {rss:.2f} | {min(ff):.2f} | {min(ff_filter):.3f} "
-                f"| {seconds / min(ff):.0f}x |"
-            )
+            print(f"| {w}x{h} | {seconds:.2f} | {rss:.2f} | {min(ff):.2f} | {min(ff_filter):.3f} "
+                  f"| {seconds / min(ff):.0f}x |")
         src, dst = Path(tmp) / "in1920.png", Path(tmp) / "split.png"
         print_split(src, dst)
 

@@ -68,10 +68,8 @@ def main() -> None:
     print(f"ray.init (a new local cluster, {args.cpus} CPUs): {start:.2f} s")
     print(f"first task of the job (worker start-up and imports): {first:.2f} s")
     print(f"an empty task through Tasks: {many / args.tasks * 1000:.1f} ms ({args.tasks} tasks, {args.cpus} CPUs)")
-    print(
-        f"20 chunks of 5 frames (64x48, default model, 2 steps): here {local:.2f} s, on Ray {on_ray:.2f} s "
-        f"({(on_ray - local) / 20 * 1000:+.0f} ms a chunk)"
-    )
+    print(f"20 chunks of 5 frames (64x48, default model, 2 steps): here {local:.2f} s, on Ray {on_ray:.2f} s "
+          f"({(on_ray - local) / 20 * 1000:+.0f} ms a chunk)")
 
 
 if __name__ == "__main__":

@@ -67,16 +67,8 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     m = model.config.multiple
     hb, wb = torch.export.Dim("hb", min=1, max=256), torch.export.Dim("wb", min=1, max=256)
     x, t = torch.rand(1, 3, 2 * m, 3 * m), torch.ones(1)
-    torch.onnx.export(
-        model,
-        (x, t),
-        str(path),
-        dynamo=True,
-        input_names=["x_t", "t"],
-        output_names=["x0"],
-        dynamic_shapes={"x_t": {2: m * hb, 3: m * wb}, "t": None},
-        verbose=False,
-    )
+    torch.onnx.export(model, (x, t), str(path), dynamo=True, input_names=["x_t", "t"], output_names=["x0"],
+                      dynamic_shapes={"x_t": {2: m * hb, 3: m * wb}, "t": None}, verbose=False)
 
 
 def ort_call(path: Path, level: str, threads: int, multiple: int) -> Call:
@@ -97,12 +89,8 @@ def openvino_call(path: Path, threads: int, multiple: int, shape: tuple[int, int
     model = core.read_model(str(path))
     h, w = (-(-s // multiple) * multiple for s in shape)
     model.reshape({"x_t": [1, 3, h, w], "t": [1]})  # static shapes compile to faster code
-    config = {
-        "INFERENCE_PRECISION_HINT": "f32",
-        "INFERENCE_NUM_THREADS": threads,
-        "NUM_STREAMS": 1,
-        "PERFORMANCE_HINT": "LATENCY",
-    }
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+              "PERFORMANCE_HINT": "LATENCY"}
     compiled = core.compile_model(model, "CPU", config)
     t = np.ones(1, np.float32)
     return padded_call(lambda x: compiled({"x_t": x, "t": t})[compiled.output(0)], multiple)
