@@ -3,16 +3,16 @@
 CAMBI scores 10-bit luma codes. `deband` restores in floating point and writes 16-bit PNGs
 or 10-bit video, undithered; a smooth gradient rounded to 10 bits keeps steps of one code,
 and with `max_log_contrast 4` CAMBI counts those too. This prints CAMBI mlc4 (and the
-default CAMBI) of the same pictures written four ways:
+default CAMBI) of the same pictures written five ways:
 
 * rounded to 10 bits (what `deband eval` scores);
 * with a TPDF dither of +-1 and +-0.5 LSB at 10 bits before rounding;
 * as `deband video` would deliver it: Y'CbCr 4:2:0 at 10 bits through libx265 at its
   default CRF 18, preset medium, rounded and dithered (one intra frame each).
 
-The pictures: the reference frames restored at default settings (no clean image exists),
-and, as a floor, procedural clean scenes: smooth by construction, so every step CAMBI finds
-in them after rounding is the 10-bit grid's own.
+The pictures: the reference frames as delivered and restored at default settings (no clean
+image exists), and, as a floor, procedural clean scenes: made in floating point, they hold no
+steps of their own, so the steps CAMBI finds in them after rounding are the 10-bit grid's.
 
     python benchmarks/cambi_floor.py [--reference ../shared/reference-examples] [--weights W] [--n 12]
 """
