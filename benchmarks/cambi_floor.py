@@ -60,16 +60,16 @@ def through_x265(c: list[np.ndarray]) -> np.ndarray:
     return np.frombuffer(luma, "<u2").reshape(luma.height, -1)[:, : luma.width].copy()
 
 
-def ways() -> dict[str, Callable[[np.ndarray, int], np.ndarray]]:
-    """Name -> (rgb, seed) -> 10-bit luma codes as CAMBI scores them."""
-    out: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-        "rounded": lambda rgb, s: codes(planes_420(rgb), 0, s)[0],
-        "TPDF +-1 LSB": lambda rgb, s: codes(planes_420(rgb), 1.0, s)[0],
-        "TPDF +-0.5 LSB": lambda rgb, s: codes(planes_420(rgb), 0.5, s)[0],
+def ways() -> dict[str, Callable[[list[torch.Tensor], int], np.ndarray]]:
+    """Name -> (4:2:0 planes, seed) -> 10-bit luma codes as CAMBI scores them."""
+    out: dict[str, Callable[[list[torch.Tensor], int], np.ndarray]] = {
+        "rounded": lambda planes, s: codes(planes[:1], 0, s)[0],
+        "TPDF +-1 LSB": lambda planes, s: codes(planes[:1], 1.0, s)[0],
+        "TPDF +-0.5 LSB": lambda planes, s: codes(planes[:1], 0.5, s)[0],
     }
     if available("libx265"):
-        out["x265 CRF 18, rounded"] = lambda rgb, s: through_x265(codes(planes_420(rgb), 0, s))
-        out["x265 CRF 18, TPDF +-1 LSB"] = lambda rgb, s: through_x265(codes(planes_420(rgb), 1.0, s))
+        out["x265 CRF 18, rounded"] = lambda planes, s: through_x265(codes(planes, 0, s))
+        out["x265 CRF 18, TPDF +-1 LSB"] = lambda planes, s: through_x265(codes(planes, 1.0, s))
     return out
 
 
@@ -98,9 +98,10 @@ def main() -> None:
     print("| pictures | " + " | ".join(table) + " |")
     print("|---|" + "---|" * len(table))
     for name, images in pictures.items():
+        planes = [planes_420(rgb) for rgb in images]
         cells = []
         for way in table.values():
-            lumas = [way(rgb, 17 * i) for i, rgb in enumerate(images)]
+            lumas = [way(p, 17 * i) for i, p in enumerate(planes)]
             mlc4 = np.mean([cambi(y, max_log_contrast=4) for y in lumas])
             default = np.mean([cambi(y) for y in lumas])
             cells.append(f"{mlc4:.2f} ({default:.3f})")
