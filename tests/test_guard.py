@@ -6,6 +6,8 @@ import torch
 
 from deband.guard import CODE, Guard
 
+WIDE = Guard(grid=True, chroma=True)  # the guard with both widenings
+
 
 def banded_ramp(h: int = 96, w: int = 192, step_codes: int = 1, width: int = 24) -> torch.Tensor:
     """A horizontal staircase: plateaus `width` px wide, each `step_codes` 8-bit codes above the
@@ -80,3 +82,64 @@ def test_debander_applies_the_guard_unless_told_not_to() -> None:
     free = Debander.on_device(Eraser(), torch.device("cpu"), steps=1, guard=None).restore(x)
     assert np.abs(guarded - x).max() <= 0.25 / 255 + 1e-6
     assert np.allclose(free, 128 / 255)
+
+
+def textured_on_grid(bits: int, h: int = 96, w: int = 192, seed: int = 0) -> torch.Tensor:
+    """Texture (+-3 steps of noise) whose R'G'B' values sit on the levels of `bits` bits, as
+    an 8-bit file holds them. (1, 3, h, w)."""
+    g = torch.Generator().manual_seed(seed)
+    levels = 2**bits - 1
+    steps = levels // 2 + torch.randint(-3, 4, (1, 3, h, w), generator=g).float()
+    return (steps / levels * 255).round() / 255
+
+
+@pytest.mark.parametrize("bits", [4, 5, 6, 7])
+def test_texture_on_a_coarse_grid_may_move_half_its_step(bits: int) -> None:
+    x = textured_on_grid(bits)
+    b = WIDE.grid_bound(x)
+    assert torch.allclose(b, torch.full_like(b, 0.5 / (2**bits - 1)))
+    assert torch.equal(Guard().bound(x), torch.full_like(b[:, :1], 0.25 * CODE))
+    restored = x + 0.45 / (2**bits - 1)  # within half a step: all of it kept
+    assert torch.allclose(WIDE(x, restored), restored, atol=1e-6)
+
+
+def test_no_grid_in_8_bit_texture_two_level_text_or_flat_areas() -> None:
+    text = (torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    for x in (faint_texture(), text, torch.full((1, 3, 96, 96), 0.5)):
+        assert WIDE.grid_bound(x).max() == 0
+    assert torch.equal(WIDE(faint_texture(), torch.zeros(1, 3, 96, 192)),
+                       Guard()(faint_texture(), torch.zeros(1, 3, 96, 192)))
+
+
+def chroma_bands_over_texture(h: int = 128, w: int = 256) -> torch.Tensor:
+    """Luma texture (+-2 codes) under Cb steps of 8 codes every 32 px, as 8-bit R'G'B'. (1, 3, h, w)."""
+    from deband.pixels import ycbcr_to_rgb
+
+    g = torch.Generator().manual_seed(3)
+    y = 0.5 + torch.randint(-2, 3, (1, h, w), generator=g).float() * CODE
+    cb = (torch.arange(w) // 32).float().expand(1, h, w) * 8 * CODE - 0.1
+    rgb = ycbcr_to_rgb(torch.cat([y, cb, torch.zeros_like(y)])[None])
+    return (rgb * 255).round() / 255
+
+
+def test_chroma_bands_over_textured_luma_may_dissolve_but_luma_texture_stays() -> None:
+    from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+
+    x = chroma_bands_over_texture()
+    assert Guard().bound(x).max() <= 0.25 * CODE + 1e-7  # luma texture: today's bound
+    assert WIDE.chroma_bound(x)[:, 0].min() >= 0.6 * 7 * CODE  # Cb's own 8-code steps
+    ycc = rgb_to_ycbcr(x)
+    smooth = ycc.clone()
+    ramp = ((torch.arange(x.shape[-1]) % 32) / 32 - 0.5) * 7 * CODE  # each Cb band made a ramp: up to 3.5 codes
+    smooth[:, 1] += ramp
+    out = rgb_to_ycbcr(WIDE(x, ycbcr_to_rgb(smooth)))
+    assert (out[:, 1] - smooth[:, 1]).abs().max() < 0.05 * CODE  # the Cb change is kept
+    assert (out[:, 0] - ycc[:, 0]).abs().max() <= 0.25 * CODE * 1.01  # luma texture moves no more than today
+
+
+def test_faint_colour_detail_keeps_todays_bound() -> None:
+    g = torch.Generator().manual_seed(4)
+    x = (128 + torch.randint(-2, 3, (1, 3, 96, 192), generator=g).float()) / 255  # independent per channel
+    assert WIDE.chroma_bound(x).max() == 0
+    r = torch.rand(1, 3, 96, 192, generator=g)
+    assert torch.equal(WIDE(x, r), Guard()(x, r))
