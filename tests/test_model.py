@@ -163,3 +163,39 @@ def test_shipped_model_forward_equals_the_reference_forward(h, w):
     with torch.inference_mode():
         for t in (1.0, 0.5):
             assert (model(x, t) - reference_forward(model, x, t)).abs().max() < BOUND
+
+
+def test_chroma_stage_starts_as_the_model_it_grew_from(tiny_model):
+    from dataclasses import replace
+
+    from deband.model import add_chroma_stage
+
+    cfg = replace(tiny_model.config, chroma_scales=3)
+    grown = UNet(cfg)
+    grown.load_state_dict(add_chroma_stage(tiny_model.state_dict(), tiny_model.config, cfg))
+    x = torch.rand(1, 3, 70, 90)
+    with torch.no_grad():
+        assert torch.equal(grown(x, 1.0), tiny_model(x, 1.0))
+    with pytest.raises(ValueError):
+        add_chroma_stage(tiny_model.state_dict(), tiny_model.config, replace(cfg, refine=0))
+
+
+def test_chroma_stage_changes_cb_cr_only_and_learns(tiny_model):
+    from dataclasses import replace
+
+    from deband.model import add_chroma_stage
+    from deband.pixels import rgb_to_ycbcr
+
+    cfg = replace(tiny_model.config, chroma_scales=3)
+    grown = UNet(cfg)
+    grown.load_state_dict(add_chroma_stage(tiny_model.state_dict(), tiny_model.config, cfg))
+    x = torch.rand(1, 3, 64, 64)
+    target = x.mean(dim=(2, 3), keepdim=True).expand_as(x)  # flat colour: the chroma stage can help
+    (grown(x, torch.ones(1)) - target).square().mean().backward()
+    gate_grad = grown.chroma.weight.grad[2 * (cfg.chroma_scales + 1) :]
+    assert gate_grad.abs().sum() > 0  # the zero gate gets a gradient from the first step
+    with torch.no_grad():
+        grown.chroma.bias[2 * (cfg.chroma_scales + 1) :] = 1.0  # gate open: Cb/Cr blended
+        before, after = rgb_to_ycbcr(tiny_model(x, 1.0)), rgb_to_ycbcr(grown(x, 1.0))
+    assert torch.allclose(before[:, 0], after[:, 0], atol=1e-5)  # Y' untouched
+    assert (before[:, 1:] - after[:, 1:]).abs().mean() > 1e-3  # Cb/Cr smoothed

@@ -25,6 +25,9 @@ class ModelConfig:
     refine: int = 8  # width of the full-resolution refinement convs (0: none)
     detail_gain: float = 32.0  # local detail enters, and the correction leaves, scaled by this
     smooth_scales: int = 6  # blend candidates: the input smoothed at 2, 4, ... 2**smooth_scales pixels
+    # Cb/Cr stage (0: none): the output's chroma, at 1/unshuffle resolution, blended again with
+    # copies smoothed at 2, 4, ... 2**chroma_scales steps of that resolution (8 ... 512 px at 4x)
+    chroma_scales: int = 0
 
     @property
     def multiple(self) -> int:
@@ -45,6 +48,7 @@ class DataConfig:
     corpus_fraction: float = 0.0  # share of the non-faint pairs cut from `corpus` images rather than synthesised
     corpus_region: int = 720  # corpus pairs are banded as a whole region this high (16:9), then cropped
     faint_fraction: float = 0.0  # share of detail-safety pairs: faint real detail (faint.py) at 8 bits in, clean out
+    colour_fraction: float = 0.0  # share of corpus pairs banded in colour (delivery.random_colour_banding)
 
 
 @dataclass(frozen=True)

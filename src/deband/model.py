@@ -9,6 +9,10 @@ the first layer, and every level halves the resolution again: the deepest featur
 The output is built to make debanding easy to learn: per pixel and channel, a softmax blend
 of the input and copies of it smoothed over 2, 4, ... 64 pixels (the network decides where
 to smooth and how widely), plus a small direct correction refined at full resolution.
+With `chroma_scales`, a second stage blends the output's Cb and Cr on their own, at the
+features' resolution, over candidates up to hundreds of pixels wide: chroma blotches over
+textured luma can be dissolved while the luma texture stays. It starts as the identity (a
+zero gate per plane), so a model grown from one without it first gives that model's output.
 There is no normalisation over space and no global pooling, so a tile of an image gives the
 same result as the whole image away from its border.
 """
@@ -24,6 +28,7 @@ from torch import nn
 
 from deband.blend import blend
 from deband.config import ModelConfig
+from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 
 
 def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -88,6 +93,11 @@ class UNet(nn.Module):
             nn.init.zeros_(self.blend.weight)
             with torch.no_grad():
                 self.blend.bias.copy_(torch.tensor([5.0] + [0.0] * config.smooth_scales).repeat(c))
+        # Cb/Cr stage: blend logits per plane, then a gate per plane (zero: the stage is the identity)
+        self.chroma = nn.Conv2d(chs[0], 2 * (config.chroma_scales + 2), 3, padding=1) if config.chroma_scales else None
+        if self.chroma is not None:
+            nn.init.zeros_(self.chroma.weight)
+            nn.init.zeros_(self.chroma.bias)
         if config.refine:  # full resolution: sharpens the correction at band edges
             self.refine = nn.Sequential(
                 nn.Conv2d(2 * c, config.refine, 3, padding=1), nn.SiLU(), nn.Conv2d(config.refine, c, 3, padding=1)
@@ -121,7 +131,29 @@ class UNet(nn.Module):
         residual = _depth_to_space(self.head(feat), self.config.unshuffle)  # (b, c, H, W), x gain
         if self.config.refine:
             residual.add_(self._refine(x, smooth, residual))
-        return smooth.add_(residual.to(x.dtype), alpha=1 / self.config.detail_gain)[:, :, :h, :w]
+        out = smooth.add_(residual.to(x.dtype), alpha=1 / self.config.detail_gain)
+        if self.chroma is not None:
+            out = out + self._chroma(out, feat)
+        return out[:, :, :h, :w]
+
+    def _chroma(self, out: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """The Cb/Cr stage's change to `out`, as R'G'B' (Y' unchanged).
+
+        out: (b, 3, H, W); feat: (b, c0, H/r, W/r). Cb and Cr of out's r x r block means are
+        blended with copies smoothed at 2 ... 2**chroma_scales blocks (the planes padded to a
+        multiple of that), the change is gated per plane and upsampled bilinearly.
+        """
+        r, k = self.config.unshuffle, self.config.chroma_scales
+        c = rgb_to_ycbcr(F.avg_pool2d(out, r))[:, 1:]  # (b, 2, H/r, W/r): Cb, Cr
+        head = self.chroma(feat).float()  # (b, 2 (k + 2), H/r, W/r)
+        logits, gate = head[:, : 2 * (k + 1)], head[:, 2 * (k + 1) :]
+        h, w = c.shape[-2:]
+        ph, pw = (-h) % 2**k, (-w) % 2**k
+        if ph or pw:
+            c, logits = (F.pad(v, (0, pw, 0, ph), mode="replicate") for v in (c, logits))
+        change = (blend(c, logits, k) - c)[:, :, :h, :w] * gate  # (b, 2, H/r, W/r)
+        change = F.interpolate(change, scale_factor=float(r), mode="bilinear", align_corners=False)
+        return ycbcr_to_rgb(torch.cat([torch.zeros_like(change[:, :1]), change], dim=1))  # (b, 3, H, W)
 
     def _refine(self, x: torch.Tensor, smooth: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """The full-resolution correction, from x and the correction so far (both x gain).
@@ -185,6 +217,19 @@ def grow_smooth_scales(state: dict[str, torch.Tensor], old: ModelConfig, new: Mo
         per_channel = state[name].unflatten(0, (c, k))  # (c, k, ...)
         added = per_channel[:, -1:].expand(c, extra, *per_channel.shape[2:]) + offset
         out[name] = torch.cat([per_channel, added], dim=1).flatten(0, 1).contiguous()
+    return out
+
+
+def add_chroma_stage(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig) -> dict[str, torch.Tensor]:
+    """Weights of `old`, a model without the Cb/Cr stage, made to fit `new`, which differs only
+    by having one: the stage's weights start at zero, so the grown model gives old's output.
+    Returns a new state dict; raises ValueError for any other difference."""
+    if old.chroma_scales or not new.chroma_scales or dataclasses.replace(old, chroma_scales=new.chroma_scales) != new:
+        raise ValueError("only a Cb/Cr stage can be added")
+    out = dict(state)
+    k, c0 = new.chroma_scales, new.channels[0]
+    out["chroma.weight"] = torch.zeros(2 * (k + 2), c0, 3, 3)
+    out["chroma.bias"] = torch.zeros(2 * (k + 2))
     return out
 
 

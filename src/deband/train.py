@@ -33,7 +33,7 @@ from deband.errors import InputError, OutputError
 from deband.indi import interpolate, sample, sample_t
 from deband.losses import RestorationLoss
 from deband.metrics import psnr
-from deband.model import UNet, count_parameters, grow_smooth_scales
+from deband.model import UNet, add_chroma_stage, count_parameters, grow_smooth_scales
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,12 @@ def _initial_weights(path: str | Path, cfg: TrainConfig) -> dict:
     start = load_model(path)  # InputError when unreadable
     if start.config == cfg.model:
         return start.state_dict()
-    try:  # a run may add wider smoothing scales to an existing model
-        return grow_smooth_scales(start.state_dict(), start.config, cfg.model)
-    except ValueError:
-        raise ConfigMismatchError(f"{path}: its model config differs from the run's") from None
+    for grow in (grow_smooth_scales, add_chroma_stage):  # a run may add wider smoothing or a Cb/Cr stage
+        try:
+            return grow(start.state_dict(), start.config, cfg.model)
+        except ValueError:
+            pass
+    raise ConfigMismatchError(f"{path}: its model config differs from the run's")
 
 
 class Logger:
