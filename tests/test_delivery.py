@@ -32,6 +32,7 @@ RANDOM = [  # (wrapper, how many different pictures 8 seeds give at least)
     (delivery.random_dark_lift, 6),
     (delivery.random_codec, 6),
     (delivery.random_delivery, 5),
+    (delivery.random_colour_banding, 6),
     (lambda x, g: delivery.random_banding(x, g, delivery_probability=0.5), 5),
 ]
 
@@ -203,3 +204,21 @@ def test_ten_bit_frames_round_trip_at_ten_bits():
 def test_unknown_codec_is_refused():
     with pytest.raises(ValueError, match="unsupported codec"):
         encoders.available("mpeg2video")
+
+
+def test_colour_banding_bands_chroma_or_channels_and_ends_at_8_bits():
+    x = scene(64, 96)
+    cb_steps = []
+    for seed in range(12):
+        y = delivery.random_colour_banding(x, torch.Generator().manual_seed(seed))
+        assert torch.equal(y, (y * 255).round() / 255)  # delivered as 8-bit R'G'B'
+        cb_steps.append(float((rgb_to_ycbcr(y)[1] - rgb_to_ycbcr(x)[1]).abs().max() * 255))
+    assert max(cb_steps) > 4  # some draws move Cb by several codes: colour bands, not only luma
+
+
+def test_store_ycbcr_444_keeps_full_resolution_chroma():
+    x = torch.zeros(3, 8, 8)
+    x[0, :, ::2] = 1.0  # a one-pixel red/black stripe: chroma that 4:2:0 averages away
+    kept = delivery.store_ycbcr(x, 8, 8, subsampled=False)
+    assert (kept - x).abs().max() < 3 / 255
+    assert (delivery.store_ycbcr(x, 8, 8) - x).abs().max() > 0.2

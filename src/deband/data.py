@@ -9,7 +9,7 @@ import torch
 
 from deband.config import DataConfig
 from deband.degrade import randint, uniform
-from deband.delivery import random_banding
+from deband.delivery import random_banding, random_colour_banding
 from deband.errors import InputError
 from deband.faint import faint_pair
 from deband.letterbox import add_bars
@@ -102,9 +102,14 @@ class PairSampler:
     def corpus_pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A region of a corpus image `corpus_region` px high (or the whole image) banded as a
         whole, so chroma subsampling, codec blocks and dither act as on a delivered frame, then
-        clean and banded cropped to size at the same place. Each (3, size, size)."""
-        region = pad_to(random_region(self.corpus_image(), self.config.corpus_region, self.g), size)
-        banded = random_banding(region, self.g, self.config.codec_probability, self.config.delivery_probability)
+        clean and banded cropped to size at the same place. A share `colour_fraction` is banded
+        in colour (`delivery.random_colour_banding`). Each (3, size, size)."""
+        cfg = self.config
+        region = pad_to(random_region(self.corpus_image(), cfg.corpus_region, self.g), size)
+        if cfg.colour_fraction > 0 and uniform(self.g, 0, 1) < cfg.colour_fraction:
+            banded = random_colour_banding(region, self.g)
+        else:
+            banded = random_banding(region, self.g, cfg.codec_probability, cfg.delivery_probability)
         return crop_pair(region, banded, size, self.g)
 
     def synthetic_pair(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,14 +37,21 @@ def _cut(signal: torch.Tensor, source_bits: int, bits: int, mode: str, chroma: b
 
 
 def _to_signals(
-    x: torch.Tensor, matrix: str, bits: int, chroma_bits: int, source_bits: int | None, mode: str
+    x: torch.Tensor,
+    matrix: str,
+    bits: int,
+    chroma_bits: int,
+    source_bits: int | None,
+    mode: str,
+    subsampled: bool = True,
 ) -> list[torch.Tensor]:
     """R'G'B' (..., 3, h, w) -> [Y' (..., h, w), Cb, Cr (..., ceil(h/2), ceil(w/2))] as
     limited-range codes over 2**bits - 1 (see `pixels.to_signal`), on the code grid: the
-    nearest codes at bits, or those of a source_bits master cut to bits by `mode`."""
+    nearest codes at bits, or those of a source_bits master cut to bits by `mode`. Without
+    `subsampled`, Cb and Cr keep full resolution (4:4:4)."""
     y, cb, cr = rgb_to_ycbcr(x, matrix).unbind(-3)
     out = []
-    for i, v in enumerate([y, subsample_420(cb), subsample_420(cr)]):
+    for i, v in enumerate([y, subsample_420(cb), subsample_420(cr)] if subsampled else [y, cb, cr]):
         b = bits if i == 0 else chroma_bits
         if source_bits is None:
             out.append(quantise(to_signal(v, b, False, chroma=i > 0), b))
@@ -58,7 +65,9 @@ def _from_signals(signals: list[torch.Tensor], matrix: str, bits: int, chroma_bi
     """Inverse of `_to_signals`: chroma upsampled bilinearly, R'G'B' clamped to [0, 1]."""
     y, cb, cr = (from_signal(s, bits if i == 0 else chroma_bits, False, i > 0) for i, s in enumerate(signals))
     h, w = y.shape[-2:]
-    return ycbcr_to_rgb(torch.stack([y, upsample(cb, h, w), upsample(cr, h, w)], dim=-3), matrix).clamp(0, 1)
+    if cb.shape[-2:] != (h, w):
+        cb, cr = upsample(cb, h, w), upsample(cr, h, w)
+    return ycbcr_to_rgb(torch.stack([y, cb, cr], dim=-3), matrix).clamp(0, 1)
 
 
 def store_ycbcr(
@@ -68,8 +77,9 @@ def store_ycbcr(
     source_bits: int | None = None,
     mode: str = "round",
     matrix: str = "bt709",
+    subsampled: bool = True,
 ) -> torch.Tensor:
-    """x stored as limited-range Y'CbCr 4:2:0 and shown again.
+    """x stored as limited-range Y'CbCr 4:2:0 (4:4:4 without `subsampled`) and shown again.
 
     R'G'B' -> Y'CbCr (`matrix`) -> chroma box-averaged onto the 4:2:0 grid -> Y' codes at
     `bits` and Cb/Cr codes at `chroma_bits` (default `bits`), rounded; or, with
@@ -78,7 +88,8 @@ def store_ycbcr(
     bilinearly. x: shape (..., 3, h, w), float32 on [0, 1].
     """
     chroma_bits = bits if chroma_bits is None else chroma_bits
-    return _from_signals(_to_signals(x, matrix, bits, chroma_bits, source_bits, mode), matrix, bits, chroma_bits)
+    signals = _to_signals(x, matrix, bits, chroma_bits, source_bits, mode, subsampled)
+    return _from_signals(signals, matrix, bits, chroma_bits)
 
 
 def ycbcr420(x: torch.Tensor, matrix: str = "bt709") -> torch.Tensor:
@@ -230,6 +241,37 @@ def random_codec(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     grain = uniform(g, 0.5, 3.0) / 255 if uniform(g, 0, 1) < 0.5 else 0.0
     coarse, seed = uniform(g, 0, 1) < 0.5, randint(g, 0, 2**31 - 1)
     return through_codec(x, name, crf, preset, grain, coarse, 3 if grain > 0 else 1, seed, _matrix(g))
+
+
+def random_colour_banding(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Colour bands the way real pipelines make them, over texture as much as over gradients:
+    R'G'B' cut to 4-6 bits per channel (45 %), or Y'CbCr planes cut independently, Y' to 5-8
+    bits and Cb/Cr to 4-8 bits (at least one of them under 8), from a 10-bit master, 4:2:0
+    (70 %) or 4:4:4; rounded or truncated (40 %); a third of the time through x264/x265 at
+    CRF 16-28 afterwards, and a tenth of the time before. Delivered as 8-bit R'G'B'.
+    x: shape (3, h, w); returns the same shape."""
+    mode = "trunc" if uniform(g, 0, 1) < 0.4 else "round"
+    if uniform(g, 0, 1) < 0.1:
+        x = _random_light_codec(x, g)
+    if uniform(g, 0, 1) < 0.45:
+        y = quantise(x, randint(g, 4, 6), mode)
+    else:
+        luma_bits, chroma_bits = randint(g, 5, 8), randint(g, 4, 7)
+        if uniform(g, 0, 1) < 0.3:
+            luma_bits, chroma_bits = randint(g, 5, 7), randint(g, 4, 8)
+        y = store_ycbcr(x, luma_bits, chroma_bits, 10, mode, _matrix(g), subsampled=uniform(g, 0, 1) < 0.7)
+    if uniform(g, 0, 1) < 1 / 3:
+        y = _random_light_codec(y, g)
+    return quantise(y, 8)
+
+
+def _random_light_codec(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """x through x264 or x265 at CRF 16-28 (rates that keep what came before), when PyAV has one."""
+    names = [c for c in ("libx264", "libx265") if encoders.available(c)]
+    if not names:
+        return x
+    name = names[randint(g, 0, len(names) - 1)]
+    return through_codec(x, name, randint(g, 16, 28), encoders.PRESETS[name][0], matrix=_matrix(g))
 
 
 def random_delivery(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
