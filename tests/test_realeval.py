@@ -17,7 +17,9 @@ from deband.io import write_image
 from deband.pixels import quantise
 from deband.realsets import (
     CODECS,
+    COLOUR,
     REQUANTISATIONS,
+    colour_set_names,
     corpus_crops,
     corpus_folder,
     corpus_problem,
@@ -28,8 +30,10 @@ from deband.realsets import (
     ranked_windows,
     real_set,
     real_set_names,
+    texture_map,
 )
-from deband.scoring import detail_kept, detail_region, local_rms
+from deband.scoring import detail_kept, detail_region, identity, local_rms
+from deband.scoring import score as score_method
 
 
 def _picture(h: int, w: int, seed: int) -> np.ndarray:
@@ -248,3 +252,24 @@ def test_eval_skips_real_sets_when_no_window_is_smooth_gradient(tiny_weights: Pa
     headings = [line[4:] for line in r.stdout.splitlines() if line.startswith("### ")]
     assert "all real-content (mean)" not in headings and not set(real_set_names()) & set(headings)
     assert "faint detail" in headings
+    assert "all colour (mean)" in headings and set(colour_set_names()) <= set(headings)  # noise is all texture
+
+
+def test_colour_sets_band_textured_windows_in_colour() -> None:
+    rng = np.random.default_rng(5)
+    gradient = np.repeat(np.repeat(np.linspace(0.2, 0.4, 192, dtype=np.float32)[None, :, None], 128, 0), 3, 2)
+    hair = (0.4 + rng.normal(0, 8 / 255, (128, 192, 3))).astype(np.float32).clip(0, 1)
+    crops = corpus_crops([("a-gradient.png", gradient), ("b-hair.png", hair)], 2, 64, texture_map)
+    assert [label.split("@")[0] for label, _ in crops] == ["b-hair"] * 2
+    assert set(colour_set_names()) <= set(COLOUR) and len(colour_set_names()) >= 4
+    for name in colour_set_names():
+        pairs = real_set(name, crops)
+        assert all(np.array_equal(p.degraded, q.degraded) for p, q in zip(pairs, real_set(name, crops)))
+        row = score_method(identity, pairs, name, "input", with_cambi=False)
+        planes = [row.psnr_y, row.psnr_cb, row.psnr_cr]
+        assert all(np.isfinite(planes)) and row.psnr < 50
+        if "chroma" in name:  # Y' kept at 8 bits: its error is far smaller than Cb's and Cr's
+            assert row.psnr_y > max(row.psnr_cb, row.psnr_cr) + 6
+        if name == "textured rgb 6-bit":  # 8-bit codes, each the nearest to a 6-bit level
+            codes = np.round(pairs[0].degraded * 255)
+            assert np.array_equal(codes, np.round(np.round(codes * 63 / 255) * 255 / 63))

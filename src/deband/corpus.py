@@ -59,6 +59,8 @@ EXCLUDED = (
     ("HD banding data set", r"hd[-_ ]?banding|banding[-_ ]?(data|set)"),
     ("matplotlib sample data", r"matplotlib|mpl-data/sample_data"),
     ("deband examples", r"(^|/)deband[^/]*/examples/"),
+    # OpenCV samples: a forensics edit of ela_original, and a second view of the graf3 wall
+    ("an edited copy or another view of another image", r"opencv[^/]*/.*(ela_modified|graf1)"),
 )
 _PROJECT = Path(__file__).resolve().parents[2]  # the checkout holding src/deband (its examples)
 

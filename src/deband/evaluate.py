@@ -16,7 +16,15 @@ from deband.evalreport import make_report
 from deband.evalsets import DEGRADATIONS, Pair, folder_set, has_frames, seed_restored, synthetic_set, unbanded_set
 from deband.faintsets import faint_set
 from deband.outputs import atomic_output
-from deband.realsets import corpus_crops, gentle_map, load_held_out, real_set, real_set_names
+from deband.realsets import (
+    colour_set_names,
+    corpus_crops,
+    gentle_map,
+    load_held_out,
+    real_set,
+    real_set_names,
+    texture_map,
+)
 from deband.scoring import (
     Method,
     Row,
@@ -34,6 +42,7 @@ __all__ = ["as_dicts", "make_report", "markdown", "run_eval", "save_json"]
 
 SYNTHETIC_MEAN = "all synthetic (mean)"  # the set averaging every synthetic set's rows
 REAL_MEAN = "all real-content (mean)"  # the set averaging every real-content banding set's rows
+COLOUR_MEAN = "all colour (mean)"  # the set averaging the colour sets' rows (textured crops)
 FAINT = "faint detail"  # the faint-detail set
 
 
@@ -50,8 +59,9 @@ def run_eval(
 ) -> dict[str, list[Row]]:
     """Every method on every set. Returns set name -> rows (the clean reference's rows first):
     with a `corpus` folder, its real-content banding sets (n crops of `size` pixels each)
-    and their mean; the faint-detail set (n corpus crops when there is a corpus, and n
-    procedural scenes); then the procedural sets (n scenes each) as before."""
+    and their mean, and the colour sets on n textured crops and their mean; the faint-detail
+    set (n corpus crops when there is a corpus, and n procedural scenes); then the
+    procedural sets (n scenes each) as before."""
     ours = our_methods(weights, list(steps), [1.0], device)
     ours |= {k: v for s in strengths if s != 1.0 for k, v in our_methods(weights, [default_steps], [s], device).items()}
     ours |= our_methods(weights, [default_steps], [1.0], device, guard=False)
@@ -63,6 +73,12 @@ def run_eval(
         for name in real_set_names():
             results[name] = paired_table(real_set(name, crops), name, methods)
         results[REAL_MEAN] = mean_rows(list(results.values()), REAL_MEAN)
+    textured = corpus_crops(images, n, size, texture_map)  # windows mostly of texture
+    if textured:
+        names = colour_set_names()
+        for name in names:
+            results[name] = paired_table(real_set(name, textured), name, methods)
+        results[COLOUR_MEAN] = mean_rows([results[name] for name in names], COLOUR_MEAN)
     results[FAINT] = paired_table(faint_set(images, n, size), FAINT, methods)
     return results | procedural_tables(methods, n, size, reference)
 

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from deband import encoders
-from deband.delivery import dark_lift, requantise, ten_to_eight, through_codec, ycbcr420
+from deband.delivery import dark_lift, requantise, store_ycbcr, ten_to_eight, through_codec, ycbcr420
 from deband.errors import InputError
 from deband.evalsets import Pair
-from deband.pixels import luma
+from deband.pixels import luma, quantise
 
 CORPUS_ENV = "DEBAND_CORPUS"  # environment variable naming the default corpus folder
 CORPUS_CACHE = Path("~/.cache/deband/corpus")  # the default when it is unset
@@ -67,6 +67,17 @@ REQUANTISATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "real 10-to-8 trunc": lambda x: ten_to_eight(x, "trunc"),
     "real dark lift": lambda x: dark_lift(x, white=0.25, gamma=1.4, black=0.01),
 }
+# set name -> colour banding of a clean (3, h, w) tensor on [0, 1], scored on textured crops
+# (`texture_map`): R'G'B' cut per channel, with and without x264 after; Cb/Cr cut alone
+COLOUR: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "textured rgb 6-bit": lambda x: quantise(quantise(x, 6), 8),
+    "textured rgb 5-bit": lambda x: quantise(quantise(x, 5), 8),
+    "textured rgb 6-bit x264": lambda x: through_codec(quantise(x, 6), "libx264", 18, "veryfast"),
+    "textured rgb 5-bit x264": lambda x: through_codec(quantise(x, 5), "libx264", 18, "veryfast"),
+    "textured chroma 5-bit 4:2:0": lambda x: store_ycbcr(x, 8, 5, source_bits=10),
+    "textured chroma 4-bit 4:2:0": lambda x: store_ycbcr(x, 8, 4, source_bits=10),
+}
+TEXTURE_RMS = 2.0  # 8-bit codes: a textured pixel has at least this high-pass RMS around it
 # set name -> (encoder, CRF, preset): rates where flat areas band, over fine grain
 CODECS: dict[str, tuple[str, int, str]] = {
     "real h264 crf32 grain": ("libx264", 32, "veryfast"),
@@ -135,6 +146,15 @@ def faint_map(img: np.ndarray) -> np.ndarray:
     return faint.astype(np.float32) - STRONG_PENALTY * (rms > FAINT_RMS[1])
 
 
+def texture_map(img: np.ndarray) -> np.ndarray:
+    """1 where the local high-pass RMS (`scoring.local_rms`) is at least TEXTURE_RMS codes
+    (hair, foliage, fabric, skin pores, grain), else 0. img: (h, w, 3) float32 on [0, 1];
+    returns (h, w) float32."""
+    from deband.scoring import local_rms
+
+    return (local_rms(img) * 255 >= TEXTURE_RMS).astype(np.float32)
+
+
 def _gentle(img: np.ndarray, rms: np.ndarray) -> np.ndarray:
     """`gentle_map` as a bool mask, given the image's local high-pass RMS in 8-bit codes."""
     y = np.ascontiguousarray(luma(img, axis=-1), dtype=np.float32)
@@ -192,11 +212,18 @@ def real_set_names() -> list[str]:
     return list(REQUANTISATIONS) + [name for name, (enc, _, _) in CODECS.items() if encoders.available(enc)]
 
 
+def colour_set_names() -> list[str]:
+    """The colour sets this build can make (the x264 ones need PyAV's libx264)."""
+    return [name for name in COLOUR if "x264" not in name or encoders.available("libx264")]
+
+
 def deliver(name: str, clean: np.ndarray, seed: int) -> np.ndarray:
     """clean (h, w, 3) float32 on [0, 1] delivered as set `name` does (grain seeded by seed)."""
     x = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1)
     if name in REQUANTISATIONS:
         y = REQUANTISATIONS[name](x)
+    elif name in COLOUR:
+        y = COLOUR[name](x)
     elif name in CODECS:
         encoder, crf, preset = CODECS[name]
         y = through_codec(x, encoder, crf, preset, grain=GRAIN, frames=CODEC_FRAMES, seed=seed)
@@ -206,5 +233,6 @@ def deliver(name: str, clean: np.ndarray, seed: int) -> np.ndarray:
 
 
 def real_set(name: str, crops: list[Image]) -> list[Pair]:
-    """The crops (`corpus_crops` with `gentle_map`) delivered as set `name`; clean = the crop."""
+    """The crops (`corpus_crops` with `gentle_map`, or `texture_map` for the colour sets)
+    delivered as set `name`; clean = the crop."""
     return [Pair(c, deliver(name, c, REAL_SEED + i), f"{name}: {label}") for i, (label, c) in enumerate(crops)]

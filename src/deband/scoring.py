@@ -31,15 +31,17 @@ import torch
 from deband.baselines import FILTERS, ffmpeg_filter
 from deband.evalsets import Pair
 from deband.metrics import cambi_rgb, psnr, ssim
+from deband.pixels import rgb_to_ycbcr
 
 CLEAN_REFERENCE = "clean reference"  # the clean images' own scores: the floor
 SMOOTH_REFERENCE = "clean without grain/texture"  # the clean scenes without grain or texture
 BANDED_INPUT = "banded input"  # the degraded images as they are
 
-METRICS = ("psnr", "ssim", "cambi", "cambi4", "detail", "s_per_mp")
-HEADINGS = {"psnr": "PSNR dB", "ssim": "SSIM", "cambi": "CAMBI", "cambi4": "CAMBI mlc4",
-            "detail": "detail kept %", "s_per_mp": "s/MP"}
-DECIMALS = {"psnr": 2, "ssim": 4, "detail": 1}  # digits shown per column; the others show 3
+METRICS = ("psnr", "psnr_y", "psnr_cb", "psnr_cr", "ssim", "cambi", "cambi4", "detail", "s_per_mp")
+HEADINGS = {"psnr": "PSNR dB", "psnr_y": "Y' dB", "psnr_cb": "Cb dB", "psnr_cr": "Cr dB", "ssim": "SSIM",
+            "cambi": "CAMBI", "cambi4": "CAMBI mlc4", "detail": "detail kept %", "s_per_mp": "s/MP"}
+DECIMALS = {"psnr": 2, "psnr_y": 2, "psnr_cb": 2, "psnr_cr": 2, "ssim": 4, "detail": 1}  # digits shown; the others 3
+PLANES = ("psnr_y", "psnr_cb", "psnr_cr")  # PSNR of Y', Cb and Cr (BT.709, full range; peak 1)
 
 HIGHPASS_SIGMA = 2.0  # px: high-pass = image minus its Gaussian blur of this sigma
 LOCAL_SIGMA = 4.0  # px: the window over which the clean image's high-pass energy is measured
@@ -74,6 +76,9 @@ class Row:
     method: str  # the label shown in tables
     set: str
     psnr: float = float("nan")
+    psnr_y: float = float("nan")
+    psnr_cb: float = float("nan")
+    psnr_cr: float = float("nan")
     ssim: float = float("nan")
     cambi: float = float("nan")
     cambi4: float = float("nan")  # CAMBI with max_log_contrast 4 (sees 6-7-bit steps)
@@ -130,7 +135,7 @@ def detail_kept(out: np.ndarray, clean: np.ndarray) -> float:
 def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cambi: bool = True) -> Row:
     """Mean PSNR/SSIM and detail kept (when there is a clean reference), CAMBI both ways,
     seconds per megapixel."""
-    cols: dict[str, list[float]] = {"psnr": [], "ssim": [], "cambi": [], "cambi4": [], "detail": []}
+    cols: dict[str, list[float]] = {k: [] for k in METRICS if k != "s_per_mp"}
     seconds, pixels = 0.0, 0
     for p in pairs:
         t0 = time.perf_counter()
@@ -140,6 +145,8 @@ def score(method: Method, pairs: list[Pair], set_name: str, label: str, with_cam
         if p.clean is not None:
             a, b = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1) for v in (out, p.clean))
             cols["psnr"].append(psnr(a, b).item())
+            for key, value in zip(PLANES, psnr(rgb_to_ycbcr(a)[:, None], rgb_to_ycbcr(b)[:, None])):
+                cols[key].append(value.item())
             cols["ssim"].append(ssim(a, b).item())
             cols["detail"].append(detail_kept(out, p.clean))
         if with_cambi:
