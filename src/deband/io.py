@@ -87,6 +87,7 @@ def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]
             _check_pixels(path, w, h, max_pixels)
             icc = im.info.get("icc_profile")
             orientation = im.getexif().get(0x0112, 1)
+            _check_still(path, im)
     except UnidentifiedImageError:
         with path.open("rb") as f:
             magic = f.read(4)
@@ -103,6 +104,18 @@ def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable image ({e})") from None
     return fmt, icc, orientation
+
+
+def _check_still(path: Path, im: ImageFile.ImageFile) -> None:
+    """Refuse an animation or a stack of pages (GIF, APNG, WebP, TIFF), of which only the first
+    picture would be restored; an MPO (a JPEG followed by previews or a depth map) is its first."""
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except (OSError, EOFError, SyntaxError, ValueError):  # a damaged file: decoding reports it
+        return
+    if frames > 1 and im.format != "MPO":
+        raise UnsupportedError(f"{path}: {frames} frames (an animation or several pages); "
+                               "deband reads single pictures")
 
 
 def _webp_size(path: Path) -> tuple[int, int] | None:
@@ -136,8 +149,9 @@ def _tiff_size(path: Path) -> tuple[int, int]:
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     """Read an image exactly as stored, EXIF orientation applied.
 
-    Raises InputError (missing, unreadable, truncated), UnsupportedError (not an image) or
-    TooManyPixelsError (over `max_pixels`, None for no limit; checked before decoding).
+    Raises InputError (missing, unreadable, truncated), UnsupportedError (not an image, or
+    several frames: an animation or pages) or TooManyPixelsError (over `max_pixels`, None for
+    no limit; checked before decoding).
     """
     path = Path(path)
     if path.is_dir():
