@@ -204,3 +204,15 @@ def test_animation_is_refused_not_cut_to_its_first_frame(tmp_path, tiny_weights,
     r = deband("image", tmp_path / name, "-o", out / "g.png", "--weights", tiny_weights)
     _assert_clean_failure(r, UNSUPPORTED, out)
     assert "3 frames" in r.stderr
+
+
+def test_folder_mode_says_what_it_leaves_out(tmp_path, tiny_weights):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    write_image(shots / "a.png", np.full((8, 8, 3), 9, np.uint8))
+    _animation(shots / "anim.gif")
+    (shots / "notes.txt").write_text("not an image")
+    r = deband("image", shots, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    assert "left out (not images deband reads): anim.gif, notes.txt" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
