@@ -213,6 +213,13 @@ def test_compare_picture_is_not_written_over_without_overwrite(tmp_path, banded,
     assert read_image(tmp_path / "out-compare.png").pixels.shape[1] > 96 * 2  # before | after
 
 
+def test_inspect_never_replaces_its_input(banded):
+    before = banded.read_bytes()
+    r = deband("inspect", banded, "-o", banded, "--overwrite")
+    assert r.returncode == OUTPUT and "would replace the input" in r.stderr
+    assert banded.read_bytes() == before
+
+
 @pytest.mark.parametrize("inputs,output", [(1, "out.webp"), (2, "two.png"), (2, "clean.v2")])
 def test_a_file_name_never_becomes_a_folder(tmp_path, banded, tiny_weights, inputs, output):
     second = tmp_path / "second.png"

@@ -121,6 +121,16 @@ def run_batch(
     return report
 
 
+def inspect_image(src: Path, dst: Path, max_log_contrast: int = 4, overwrite: bool = False) -> float:
+    """Write `banding_map`'s picture of src to dst; returns the CAMBI score. dst is checked
+    before the work: never src, and an existing file only when `overwrite`."""
+    check_image_path(dst)
+    check_output(dst, overwrite, sources=[src])
+    heat, score = banding_map(read_image(src).rgb(), max_log_contrast)
+    write_image(dst, heat, overwrite=overwrite, sources=[src])
+    return score
+
+
 def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
     """An 8-bit picture: before | after on top, the same with contrast x4 below (bands show).
 

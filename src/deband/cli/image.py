@@ -100,15 +100,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() in SUFFIXES:
         return cmd_inspect_video(args)
-    from deband.images import banding_map
-    from deband.io import read_image, write_image
+    from deband.images import inspect_image
 
     try:
-        pic = read_image(args.input)
+        score = inspect_image(args.input, args.output, args.max_log_contrast, args.overwrite)
     except UnsupportedError as e:
         raise UnsupportedError(f"{e} (for a video, write its timeline with -o NAME.html or NAME.csv)") from None
-    heat, score = banding_map(pic.rgb(), args.max_log_contrast)
-    write_image(args.output, heat, overwrite=args.overwrite)
     print(f"{args.output}: CAMBI {score:.3f} (max_log_contrast {args.max_log_contrast})")
     return 0
 
