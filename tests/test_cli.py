@@ -191,3 +191,71 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_weights):
     assert proc.returncode == 130, err
     assert err.strip() == "deband: interrupted; no partial output was left"
     assert list(out.iterdir()) == []  # neither b.png nor its temporary file
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_compare_picture_never_replaces_the_input(tmp_path, banded, tiny_weights, overwrite):
+    src = tmp_path / "x-compare.png"
+    banded.rename(src)
+    before = src.read_bytes()
+    r = deband("image", src, "-o", tmp_path / "x.png", "--compare", "--weights", tiny_weights, *overwrite)
+    assert r.returncode == OUTPUT and "would replace the input" in r.stderr
+    assert src.read_bytes() == before and not (tmp_path / "x.png").exists()
+
+
+def test_compare_picture_is_not_written_over_without_overwrite(tmp_path, banded, tiny_weights):
+    (tmp_path / "out-compare.png").write_bytes(b"keep me")
+    r = deband("image", banded, "-o", tmp_path / "out.png", "--compare", "--weights", tiny_weights)
+    assert r.returncode == OUTPUT and "out-compare.png: already exists (use --overwrite" in r.stderr
+    assert (tmp_path / "out-compare.png").read_bytes() == b"keep me" and not (tmp_path / "out.png").exists()
+    r = deband("image", banded, "-o", tmp_path / "out.png", "--compare", "--weights", tiny_weights, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert read_image(tmp_path / "out-compare.png").pixels.shape[1] > 96 * 2  # before | after
+
+
+def test_inspect_never_replaces_its_input(banded):
+    before = banded.read_bytes()
+    r = deband("inspect", banded, "-o", banded, "--overwrite")
+    assert r.returncode == OUTPUT and "would replace the input" in r.stderr
+    assert banded.read_bytes() == before
+
+
+@pytest.mark.parametrize("inputs,output", [(1, "out.webp"), (2, "two.png"), (2, "clean.v2")])
+def test_a_file_name_never_becomes_a_folder(tmp_path, banded, tiny_weights, inputs, output):
+    second = tmp_path / "second.png"
+    second.write_bytes(banded.read_bytes())
+    r = deband("image", *[banded, second][:inputs], "-o", tmp_path / output, "--weights", tiny_weights)
+    assert r.returncode == OUTPUT and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / output).exists()
+
+
+def test_folder_rerun_skips_what_is_done(tmp_path, banded, tiny_weights):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    banded.rename(shots / "a.png")
+    write_image(shots / "b.png", np.full((8, 8, 3), 9, np.uint8))
+    out = shots / "clean"  # inside the input folder: its files are not taken as inputs
+    first = deband("image", shots, "-o", out, "--compare", "--weights", tiny_weights)
+    assert first.returncode == 0, first.stderr
+    assert "2 done, 0 failed, 0 skipped of 2" in first.stdout
+    made = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(made) == ["a-compare.png", "a.png", "b-compare.png", "b.png"]
+    rerun = deband("image", shots, "-o", out, "--compare", "--weights", tiny_weights)
+    assert rerun.returncode == 0 and rerun.stderr == "", rerun.stderr
+    assert "0 done, 0 failed, 2 skipped of 2" in rerun.stdout
+    (out / "b.png").unlink()  # b's comparison is there, b is not: not finished, and not written over
+    again = deband("image", shots, "-o", out, "--compare", "--weights", tiny_weights)
+    assert again.returncode == OUTPUT, again.stderr
+    assert "0 done, 1 failed, 1 skipped of 2" in again.stdout
+    exists = f"{out / 'b-compare.png'}: already exists (use --overwrite to replace it)"
+    assert again.stderr.strip() == f"deband: error: {exists}"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: v for k, v in made.items() if k != "b.png"}
+
+
+def test_folder_output_is_never_the_input_folder(tmp_path, banded, tiny_weights):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    banded.rename(shots / "a.png")
+    r = deband("image", shots, "-o", tmp_path / "." / "shots", "--format", "tif", "--weights", tiny_weights)
+    assert r.returncode == OUTPUT and "the output folder is the input folder" in r.stderr
+    assert [p.name for p in shots.iterdir()] == ["a.png"]

@@ -189,3 +189,30 @@ def test_pixel_limit_message_names_the_option(tmp_path, tiny_weights):
         f"deband: error: {tmp_path / 'bomb.png'}: 100000x100000 is 10,000,000,000 pixels, over the limit of "
         "300,000,000 (raise it with --max-pixels)")
     assert not (tmp_path / "x.png").exists()
+
+
+def _animation(path, frames=3):
+    pictures = [Image.fromarray(np.full((16, 24, 3), 40 * i, np.uint8)) for i in range(frames)]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100)
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "anim.webp"])
+def test_animation_is_refused_not_cut_to_its_first_frame(tmp_path, tiny_weights, name):
+    _animation(tmp_path / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband("image", tmp_path / name, "-o", out / "g.png", "--weights", tiny_weights)
+    _assert_clean_failure(r, UNSUPPORTED, out)
+    assert "3 frames" in r.stderr
+
+
+def test_folder_mode_says_what_it_leaves_out(tmp_path, tiny_weights):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    write_image(shots / "a.png", np.full((8, 8, 3), 9, np.uint8))
+    _animation(shots / "anim.gif")
+    (shots / "notes.txt").write_text("not an image")
+    r = deband("image", shots, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    assert "left out (not images deband reads): anim.gif, notes.txt" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]

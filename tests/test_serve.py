@@ -8,6 +8,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -54,7 +55,7 @@ def private_tmp(tmp_path, monkeypatch):
 def client(tiny_weights, private_tmp):
     debander = Debander.load(tiny_weights, "cpu", steps=2)
     options = ServeOptions(max_upload_bytes=200_000, max_pixels=20_000)
-    with TestClient(create_app(debander, options)) as c:
+    with TestClient(create_app(debander, options), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -186,7 +187,7 @@ class SlowIdentity(torch.nn.Module):
 
 def test_restores_run_one_at_a_time_off_the_event_loop(tmp_path):
     model = SlowIdentity(0.6)
-    with TestClient(create_app(Debander(model=model, steps=1))) as c:
+    with TestClient(create_app(Debander(model=model, steps=1)), base_url="http://localhost") as c:
         data = banded_png(tmp_path)
         threads = [threading.Thread(target=post, args=(c, data)) for _ in range(2)]
         start = time.monotonic()
@@ -276,14 +277,18 @@ def server(tiny_weights):
         proc.wait(10)
 
 
+def upload_request(url: str, png: bytes, **headers: str) -> urllib.request.Request:
+    """A POST of `png` as x.png with steps 1 to url + "api/deband", as the page sends it."""
+    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
+            + png + b'\r\n--b\r\nContent-Disposition: form-data; name="steps"\r\n\r\n1\r\n--b--\r\n')
+    return urllib.request.Request(url + "api/deband", data=form,
+                                  headers={"Content-Type": "multipart/form-data; boundary=b", **headers})
+
+
 def test_real_server_answers_on_loopback(server, tmp_path):
     proc, url = server
     assert url.startswith("http://127.0.0.1:")
-    body = banded_png(tmp_path)
-    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
-            + body + b'\r\n--b\r\nContent-Disposition: form-data; name="steps"\r\n\r\n1\r\n--b--\r\n')
-    req = urllib.request.Request(url + "api/deband", data=form,
-                                 headers={"Content-Type": "multipart/form-data; boundary=b"})
+    req = upload_request(url, banded_png(tmp_path))
     with urllib.request.urlopen(req, timeout=60) as r:
         import json
 
@@ -328,3 +333,45 @@ def test_reads_what_read_image_reads(client, tmp_path):
         assert r.json()["bits"] == bits == read_image(tmp_path / name).bit_depth
         assert decode(client.get(r.json()["downloads"]["png16"]).content).shape == (32, 64, 3)
 
+
+
+@pytest.mark.parametrize("host, origin, status", [
+    ("127.0.0.1:8000", None, 200),
+    ("localhost", "http://localhost", 200),
+    ("[::1]:1234", "http://[::1]:1234", 200),
+    ("evil.example", None, 403),  # a page on evil.example whose name now points at 127.0.0.1
+    ("evil.example:8000", "http://evil.example:8000", 403),
+    ("127.0.0.1:8000", "http://evil.example", 403),  # a page elsewhere posting here
+    ("127.0.0.1:8000", "http://localhost:3000", 403),  # another server's page on this machine
+    ("127.0.0.1:8000", "null", 403),
+])
+def test_only_this_servers_names_and_its_own_page_are_answered(client, tmp_path, host, origin, status):
+    headers = {"host": host} | ({"origin": origin} if origin else {})
+    r = client.post("/api/deband", files={"file": ("a.png", banded_png(tmp_path), "image/png")},
+                    data={"steps": "1"}, headers=headers)
+    assert r.status_code == status, r.text
+    assert client.get("/api/limits", headers={"host": host}).status_code == (403 if "evil" in host else 200)
+    if status == 403:
+        assert list(r.json()) == ["error"] and "\n" not in r.json()["error"]
+
+
+def test_real_server_widens_only_what_it_is_told(tiny_weights, tmp_path):
+    proc, url = start_server("--weights", str(tiny_weights), "--allow-host", "deband.lan")
+    port = url.rsplit(":", 1)[1].strip("/")
+
+    def status(req: urllib.request.Request) -> int:
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert status(urllib.request.Request(url + "api/limits", headers={"Host": "evil.example"})) == 403
+        assert status(urllib.request.Request(url + "api/limits", headers={"Host": f"deband.lan:{port}"})) == 200
+        png = banded_png(tmp_path)
+        assert status(upload_request(url, png, Host="evil.example", Origin="http://evil.example")) == 403
+        assert status(upload_request(url, png, Origin="http://evil.example")) == 403
+        assert status(upload_request(url, png, Origin=url.rstrip("/"))) == 200
+    finally:
+        stopped(proc, signal.SIGTERM)

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 
 from clips import make_clip
-from deband.cli import UNREADABLE
+from deband.cli import OUTPUT, UNREADABLE
 from deband.video.library import list_videos, output_paths
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -88,3 +88,18 @@ def test_folder_mode_resumes_a_partial_output(tmp_path, tiny_weights):
     assert [dst.name for _, dst, _ in report.done] == ["clip.mkv"] and not report.failed
     assert seen == [4, 4, 4]  # the first chunk was not made again
     assert frame_count(out / "clip.mkv") == 12 and sorted(p.name for p in out.iterdir()) == ["clip.mkv"]
+
+
+def test_output_folder_equal_to_the_input_folder_is_refused(tmp_path, tiny_weights):
+    """Else a.mp4 would be its own output, and a rerun would take e.mkv, made from e.avi, as an input."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    make_clip(lib / "a.mp4", n=4)
+    make_clip(lib / "e.avi", n=4, codec="mpeg4")
+    before = {p.name: p.read_bytes() for p in lib.iterdir()}
+    cmd = [sys.executable, "-m", "deband.cli", "video", str(lib), "-o", str(tmp_path / "." / "lib"),
+           "--weights", str(tiny_weights), "--preset", "ultrafast"]
+    for _ in range(2):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+        assert r.returncode == OUTPUT and "the output folder is the input folder" in r.stderr, r.stderr
+        assert {p.name: p.read_bytes() for p in lib.iterdir()} == before

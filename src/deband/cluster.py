@@ -351,9 +351,9 @@ def run_batch_ray(inputs: list[Path], out: Path, debander: Any, opts: Any, clust
                   progress: bool = True):
     """`deband.images.run_batch` with one Ray task per image: the same outputs (written here)
     and the same BatchReport, in input order."""
-    from deband.images import BatchReport, prepare_batch
+    from deband.images import plan_batch
 
-    pairs = prepare_batch(inputs, out, opts)
+    pairs, report = plan_batch(inputs, out, opts)  # the report starts with what was skipped or refused
     shape = task_shape(cluster.device, len(pairs))
     spec = ship_restorer(debander, shape.device)
     fn = remote(_image_task, shape, cluster.retries)
@@ -369,7 +369,6 @@ def run_batch_ray(inputs: list[Path], out: Path, debander: Any, opts: Any, clust
             for i, value, error in tasks.gather():
                 results[i] = error or _write_image(*pairs[i], value, opts.overwrite)
                 b.update(1)
-    report = BatchReport()
     for i, (src, _) in enumerate(pairs):
         if isinstance(results[i], BaseException):
             report.failed.append((src, results[i]))
@@ -380,12 +379,14 @@ def run_batch_ray(inputs: list[Path], out: Path, debander: Any, opts: Any, clust
 
 def _write_image(src: Path, dst: Path, value: tuple[bytes, bytes | None], overwrite: bool) -> Path | DebandError:
     """Write a task's image (and comparison) here; dst, or the error that stopped it."""
+    from deband.images import compare_path
+
     image, compare = value
     try:
         with atomic_output(dst, overwrite, sources=[src]) as tmp:
             tmp.write_bytes(image)
         if compare is not None:
-            with atomic_output(dst.with_name(dst.stem + "-compare.png"), overwrite=True) as tmp:
+            with atomic_output(compare_path(dst), overwrite, sources=[src]) as tmp:
                 tmp.write_bytes(compare)
     except DebandError as e:
         return e

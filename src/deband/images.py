@@ -1,4 +1,5 @@
-"""The image job: read, restore, write (atomically), and an optional comparison picture."""
+"""The image job: read, restore, write (atomically), and an optional comparison picture;
+a batch of files and folders; the banding map of `deband inspect`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from deband.errors import DebandError, OutputError, ResourceError
-from deband.io import DEFAULT_MAX_PIXELS, WRITE_SUFFIXES, read_image, write_image
+from deband.errors import DebandError, InputError, ResourceError
+from deband.folders import FolderReport, Job, gather, output_folder, plan
+from deband.io import DEFAULT_MAX_PIXELS, READ_SUFFIXES, check_image_path, read_image, write_image
 from deband.outputs import check_output
 from deband.pixels import from_codes, to_codes
 from deband.restore import Debander
@@ -26,32 +28,56 @@ class ImageOptions:
 
 
 @dataclass
-class BatchReport:
+class BatchReport(FolderReport):
+    """What a batch made (`written`), and what it refused, skipped or left out."""
+
     written: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, DebandError]] = field(default_factory=list)
 
 
-def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:
-    """One output per input: `out` itself for a single input with an image suffix, else out/NAME."""
-    if len(inputs) == 1 and out.suffix.lower() in WRITE_SUFFIXES:
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder (several inputs need an output folder)")
-    paths = [out / (p.stem + suffix) for p in inputs]
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, paths):
-        if dst in seen:
-            raise OutputError(f"{src} and {seen[dst]} would both be written to {dst}")
-        seen[dst] = src
-    return paths
+def compare_path(dst: Path) -> Path:
+    """Where the comparison picture of dst goes: NAME-compare.png beside it."""
+    return dst.with_name(dst.stem + "-compare.png")
+
+
+def image_job(src: Path, dst: Path, opts: ImageOptions) -> Job:
+    """The files restoring src into dst writes: dst, and its comparison picture if asked for."""
+    return Job(src, (dst, compare_path(dst)) if opts.compare else (dst,))
+
+
+def plan_batch(paths: list[Path], out: Path, opts: ImageOptions) -> tuple[list[tuple[Path, Path]], BatchReport]:
+    """The (input, output) pairs to make from image files and folders, and a report of what
+    was left out, skipped or refused before any work (the policy of `deband.folders`).
+
+    One file goes to `out` itself when that is not a folder and has a suffix (which must be
+    one `write_image` writes); otherwise `out` is a folder, made if missing, that gets
+    NAME + opts.suffix for each input, and images already there are skipped. Raises
+    InputError (no image), OutputError (bad output name, two inputs onto one output).
+    """
+    out, report = Path(out), BatchReport()
+    inputs = gather(paths, READ_SUFFIXES, report)
+    if not inputs:
+        raise InputError("no images found in the given folders")
+    folders = [p for p in map(Path, paths) if p.is_dir()]
+    into_folder = bool(folders) or len(inputs) > 1 or out.is_dir() or not out.suffix
+    if into_folder:
+        output_folder(out, folders)
+        jobs = [image_job(src, out / (src.stem + opts.suffix), opts) for src in inputs]
+    else:
+        check_image_path(out, opts.bit_depth)
+        jobs = [image_job(inputs[0], out, opts)]
+    todo = plan(jobs, opts.overwrite, into_folder, report)
+    return [(job.src, job.dst) for job in todo], report
 
 
 def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, progress: bool = False) -> None:
-    """Restore one file into dst. Raises a DebandError subclass on any user-facing failure.
+    """Restore one file into dst (and its comparison picture). Raises a DebandError subclass
+    on any user-facing failure.
 
-    The output is checked before the work starts (SameFileError, OutputExistsError, OutputError).
+    Every output is checked before the work starts (SameFileError, OutputExistsError, OutputError).
     """
-    check_output(dst, opts.overwrite, sources=[src])
+    outputs = image_job(src, dst, opts).outputs
+    for path in outputs:
+        check_output(path, opts.overwrite, sources=[src])
     pic = read_image(src, opts.max_pixels)
     bar = tqdm(total=None, unit="tile", desc=src.name, leave=False, disable=not progress)
     try:
@@ -61,10 +87,9 @@ def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, 
     finally:
         bar.close()
     codes = to_codes(restored, opts.bit_depth, dither=opts.bit_depth == 8, seed=debander.seed)
-    write_image(dst, codes, pic.icc, opts.overwrite)
+    write_image(dst, codes, pic.icc, opts.overwrite, sources=[src])
     if opts.compare:
-        path = dst.with_name(dst.stem + "-compare.png")
-        write_image(path, comparison(from_codes(pic.pixels), restored), overwrite=True)
+        write_image(outputs[1], comparison(from_codes(pic.pixels), restored), None, opts.overwrite, sources=[src])
 
 
 def _follow(bar: tqdm):
@@ -82,9 +107,10 @@ def _follow(bar: tqdm):
 def run_batch(
     inputs: list[Path], out: Path, debander: Debander, opts: ImageOptions, progress: bool = True
 ) -> BatchReport:
-    """Restore every input; failures are collected, not raised, so the batch goes on."""
-    report = BatchReport()
-    bar = tqdm(prepare_batch(inputs, out, opts), disable=not progress, unit="image")
+    """Restore every input (image files and folders, see `plan_batch`); failures are
+    collected, not raised, so the batch goes on."""
+    pairs, report = plan_batch(inputs, out, opts)
+    bar = tqdm(pairs, disable=not progress, unit="image")
     for src, dst in bar:
         bar.set_postfix_str(src.name)
         try:
@@ -95,11 +121,14 @@ def run_batch(
     return report
 
 
-def prepare_batch(inputs: list[Path], out: Path, opts: ImageOptions) -> list[tuple[Path, Path]]:
-    """The (input, output) pairs of a batch; the output folder is created when one is needed."""
-    if (len(inputs) > 1 or out.suffix.lower() not in WRITE_SUFFIXES) and not out.exists():
-        out.mkdir(parents=True)
-    return list(zip(inputs, output_paths(inputs, out, opts.suffix)))
+def inspect_image(src: Path, dst: Path, max_log_contrast: int = 4, overwrite: bool = False) -> float:
+    """Write `banding_map`'s picture of src to dst; returns the CAMBI score. dst is checked
+    before the work: never src, and an existing file only when `overwrite`."""
+    check_image_path(dst)
+    check_output(dst, overwrite, sources=[src])
+    heat, score = banding_map(read_image(src).rgb(), max_log_contrast)
+    write_image(dst, heat, overwrite=overwrite, sources=[src])
+    return score
 
 
 def comparison(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]
             _check_pixels(path, w, h, max_pixels)
             icc = im.info.get("icc_profile")
             orientation = im.getexif().get(0x0112, 1)
+            _check_still(path, im)
     except UnidentifiedImageError:
         with path.open("rb") as f:
             magic = f.read(4)
@@ -103,6 +105,18 @@ def _header(path: Path, max_pixels: int | None) -> tuple[str, bytes | None, int]
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable image ({e})") from None
     return fmt, icc, orientation
+
+
+def _check_still(path: Path, im: ImageFile.ImageFile) -> None:
+    """Refuse an animation or a stack of pages (GIF, APNG, WebP, TIFF), of which only the first
+    picture would be restored; an MPO (a JPEG followed by previews or a depth map) is its first."""
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except (OSError, EOFError, SyntaxError, ValueError):  # a damaged file: decoding reports it
+        return
+    if frames > 1 and im.format != "MPO":
+        raise UnsupportedError(f"{path}: {frames} frames (an animation or several pages); "
+                               "deband reads single pictures")
 
 
 def _webp_size(path: Path) -> tuple[int, int] | None:
@@ -136,8 +150,9 @@ def _tiff_size(path: Path) -> tuple[int, int]:
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     """Read an image exactly as stored, EXIF orientation applied.
 
-    Raises InputError (missing, unreadable, truncated), UnsupportedError (not an image) or
-    TooManyPixelsError (over `max_pixels`, None for no limit; checked before decoding).
+    Raises InputError (missing, unreadable, truncated), UnsupportedError (not an image, or
+    several frames: an animation or pages) or TooManyPixelsError (over `max_pixels`, None for
+    no limit; checked before decoding).
     """
     path = Path(path)
     if path.is_dir():
@@ -214,26 +229,31 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 # --- writing ---------------------------------------------------------------------------------
 
 
+def check_image_path(path: Path, bit_depth: int = 8) -> None:
+    """Refuse a name `write_image` cannot write: an unknown suffix (OutputError) or JPEG for
+    more than 8 bits (BitDepthError). Lets a command refuse before its work."""
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise OutputError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .png or .tif")
+    if suffix in (".jpg", ".jpeg") and bit_depth > 8:
+        raise BitDepthError(f"{path}: JPEG holds 8 bits only; use .png/.tif")
 
 
 def write_image(
-    path: str | Path, pixels: np.ndarray, icc: bytes | None = None, overwrite: bool = False
+    path: str | Path, pixels: np.ndarray, icc: bytes | None = None, overwrite: bool = False,
+    sources: Iterable[str | Path] = (),
 ) -> None:
     """Write uint8/uint16 RGB(A)/gray pixels atomically as PNG, TIFF or JPEG (8-bit only).
 
     Raises OutputError (bad suffix, no folder, write failed), BitDepthError (16 bits into
-    JPEG) or OutputExistsError (path exists and not `overwrite`); nothing is left at path
-    on failure.
+    JPEG), OutputExistsError (path exists and not `overwrite`) or SameFileError (path is one
+    of `sources`, whatever `overwrite`); nothing is left at path on failure.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in WRITE_SUFFIXES:
-        raise OutputError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .png or .tif")
-    if suffix in (".jpg", ".jpeg") and pixels.dtype != np.uint8:
-        raise BitDepthError(f"{path}: JPEG holds 8 bits only; use .png/.tif")
-    with atomic_output(path, overwrite) as tmp:
+    check_image_path(path, 8 if pixels.dtype == np.uint8 else 16)
+    with atomic_output(path, overwrite, sources) as tmp:
         try:
-            _encode(tmp, suffix, pixels, icc)
+            _encode(tmp, path.suffix.lower(), pixels, icc)
         except OSError as e:
             raise OutputError(f"{path}: write failed ({e.strerror or e})") from None
 
@@ -275,15 +295,3 @@ def _with_icc(png: bytes, icc: bytes) -> bytes:
     chunk = struct.pack(">I", len(body)) + b"iCCP" + body
     chunk += struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
     return png[:33] + chunk + png[33:]
-
-
-def list_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files as given, and the images inside given folders (sorted, not recursive)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in READ_SUFFIXES and q.is_file())
-        else:
-            out.append(p)
-    return out
-

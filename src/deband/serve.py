@@ -20,6 +20,11 @@ after a while; each request gets its own id, so users never see each other's ima
 other per-user state exists. Nothing is written to disk but a per-request temporary folder,
 removed before the response is sent.
 
+Only requests whose Host header names this server are answered (`ServeOptions.hosts`: the
+loopback names by default, any port), so a page on another site that rebinds its own name to
+127.0.0.1 gets nothing; and a request that changes state (a POST) from a page of another
+origin is refused (`ServeOptions.origins` lists those allowed).
+
 The model is loaded once by the caller; restores run in a worker thread, one at a time.
 `run(app, sock)` serves until SIGINT or SIGTERM. Needs the `web` extra (FastAPI, uvicorn,
 python-multipart).
@@ -27,6 +32,7 @@ python-multipart).
 
 
 import dataclasses
+import ipaddress
 import secrets
 import shutil
 import socket
@@ -38,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 import uvicorn
@@ -65,12 +71,46 @@ DOWNLOAD_SUFFIXES = {"deband-16.png": "-deband.png", "after.png": "-deband-8bit.
                      "banding-after.png": "-banding-after.png"}
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     max_upload_bytes: int = 100 * 2**20  # one request body (the image and the form around it)
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # read_image's guard, checked from the header
     keep_bytes: int = 2**30  # results held for display and download, all users together
     keep_seconds: float = 3600.0  # a result is forgotten this long after it was made
+    hosts: frozenset[str] = LOOPBACK_HOSTS  # Host names answered, any port ("*": every name)
+    any_ip: bool = False  # also answer a Host that is an IP address (when listening on all of them)
+    origins: frozenset[str] = frozenset()  # other origins whose pages may post ("*": all)
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port and brackets, lower case ("" when empty)."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host: str, options: ServeOptions) -> bool:
+    """Whether a request's Host header names this server (a DNS-rebinding page names its own)."""
+    name = host_name(host)
+    if name and ("*" in options.hosts or name in options.hosts):
+        return True
+    try:
+        return options.any_ip and bool(ipaddress.ip_address(name))
+    except ValueError:
+        return False
+
+
+def origin_allowed(origin: str | None, host: str, options: ServeOptions) -> bool:
+    """Whether a request may change state: no Origin (not sent by a page), the page's own
+    origin (the Host it asked), or an origin allowed in options."""
+    if origin is None or "*" in options.origins or origin.lower().rstrip("/") in options.origins:
+        return True
+    parts = urlsplit(origin.lower())
+    return parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -208,7 +248,8 @@ def _disposition(filename: str) -> str:
 
 
 def _add_guards(app: FastAPI, options: ServeOptions) -> None:
-    """Errors as one line of JSON, the upload size limit, and headers that keep the page local."""
+    """Errors as one line of JSON, the upload size limit, headers that keep the page local, and
+    only this server's Host names answered, only its own page (or allowed origins) posting."""
     too_large = f"upload larger than the limit of {options.max_upload_bytes / 2**20:.3g} MB"
 
     @app.exception_handler(HTTPException)
@@ -226,6 +267,16 @@ def _add_guards(app: FastAPI, options: ServeOptions) -> None:
     @app.exception_handler(DebandError)
     async def user_error(request, exc: DebandError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+
+    @app.middleware("http")
+    async def local_only(request, call_next):
+        host = request.headers.get("host", "")
+        if not host_allowed(host, options):
+            return JSONResponse({"error": f"host {host_name(host) or '(none)'!r} is not served here"}, status_code=403)
+        if request.method not in ("GET", "HEAD") and not origin_allowed(request.headers.get("origin"), host, options):
+            return JSONResponse({"error": f"request from {request.headers['origin']} refused (another site)"},
+                                status_code=403)
+        return await call_next(request)
 
     @app.middleware("http")
     async def guard(request, call_next):

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from deband.cli.options import Parser, UsageError
 from deband.errors import (
@@ -28,6 +29,9 @@ from deband.errors import (
     UnsupportedError,
 )
 from deband.outputs import terminate_as_interrupt
+
+if TYPE_CHECKING:
+    from deband.folders import FolderReport
 
 # Exit codes, as documented in the README
 USAGE = 2  # bad command line or option value
@@ -71,6 +75,17 @@ def describe(error: DebandError) -> str:
     if isinstance(error, ResourceError):  # out of memory
         return f"{error} (try a smaller --tile)"
     return str(error)
+
+
+def summarise(report: FolderReport, done: int, kind: str) -> None:
+    """The last lines of a folder mode (`deband.folders`): the files it left out, and the tally."""
+    if report.left_out:
+        names = [p.name for p in report.left_out]
+        more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+        print(f"left out (not {kind}): {', '.join(names[:8])}{more}")
+    failed, skipped = len(report.failed), len(report.skipped)
+    line = f"{done} done, {failed} failed, {skipped} skipped of {done + failed + skipped}"
+    print(line + (" (skipped: made by an earlier run; --overwrite makes them again)" if skipped else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

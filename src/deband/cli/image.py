@@ -72,13 +72,10 @@ def cut_value(text: str) -> float:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from deband.cli import describe, exit_code
+    from deband.cli import describe, exit_code, summarise
     from deband.images import ImageOptions, run_batch
-    from deband.io import DEFAULT_MAX_PIXELS, list_inputs
+    from deband.io import DEFAULT_MAX_PIXELS
 
-    inputs = list_inputs(args.inputs)
-    if not inputs:
-        raise InputError("no images found in the given folders")
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.ray is not None:
@@ -86,18 +83,16 @@ def cmd_image(args: argparse.Namespace) -> int:
 
         debander = load_debander(args, "cpu")  # the workers build their own
         with ray_cluster(args) as cluster:
-            report = run_batch_ray(inputs, args.output, debander, opts, cluster, progress=sys.stderr.isatty())
+            report = run_batch_ray(args.inputs, args.output, debander, opts, cluster, progress=sys.stderr.isatty())
     else:
-        report = run_batch(inputs, args.output, load_debander(args), opts, progress=sys.stderr.isatty())
+        report = run_batch(args.inputs, args.output, load_debander(args), opts, progress=sys.stderr.isatty())
     for path in report.written:
         print(path)
-    if report.failed:
-        for _, err in report.failed:
-            print(f"deband: error: {describe(err)}", file=sys.stderr)
-        if len(inputs) > 1:
-            print(f"deband: {len(report.failed)} of {len(inputs)} images failed", file=sys.stderr)
-        return max(exit_code(err) for _, err in report.failed)
-    return 0
+    for _, err in report.failed:
+        print(f"deband: error: {describe(err)}", file=sys.stderr)
+    if args.output.is_dir():  # a folder mode
+        summarise(report, len(report.written), "images deband reads")
+    return max((exit_code(err) for _, err in report.failed), default=0)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -105,15 +100,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() in SUFFIXES:
         return cmd_inspect_video(args)
-    from deband.images import banding_map
-    from deband.io import read_image, write_image
+    from deband.images import inspect_image
 
     try:
-        pic = read_image(args.input)
+        score = inspect_image(args.input, args.output, args.max_log_contrast, args.overwrite)
     except UnsupportedError as e:
         raise UnsupportedError(f"{e} (for a video, write its timeline with -o NAME.html or NAME.csv)") from None
-    heat, score = banding_map(pic.rgb(), args.max_log_contrast)
-    write_image(args.output, heat, overwrite=args.overwrite)
     print(f"{args.output}: CAMBI {score:.3f} (max_log_contrast {args.max_log_contrast})")
     return 0
 

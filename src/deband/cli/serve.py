@@ -14,10 +14,15 @@ EPILOG = """examples:
   deband serve                          http://127.0.0.1:8000/ on this machine only
   deband serve --port 0                 any free port (the address is printed)
   deband serve --max-upload-mb 300      allow larger uploads
+  deband serve --host 0.0.0.0 --allow-host deband.lan
+                                        every address; answers http://deband.lan:8000/ too
+
+Only requests to a loopback name (127.0.0.1, localhost, [::1]) or to --host are answered;
+with --host 0.0.0.0 or :: any IP address too. Uploads from pages of other sites are refused.
 
 Ctrl-C or SIGTERM stops the server (exit status 130, as for every interrupted command).
 """
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # listening on every address
 GRACE_SECONDS = 10  # on SIGINT/SIGTERM, the request in progress gets this long to finish
 
 
@@ -27,6 +32,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int_range(0, 65535), default=8000, help="0 picks a free port (default 8000)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests to this host name (repeat for more; * for any)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                   help="let pages of this origin (scheme://host[:port]) upload (repeat for more)")
     p.add_argument("--max-upload-mb", type=int_range(1, 100_000), default=100,
                    help="largest upload in MB (default 100)")
     p.add_argument("--max-pixels", type=int_range(1, 10**12), default=None,
@@ -52,16 +61,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from deband.io import DEFAULT_MAX_PIXELS
 
     try:
-        from deband.serve import ServeOptions, create_app, run
+        from deband.serve import LOOPBACK_HOSTS, ServeOptions, create_app, host_name, run
     except ImportError as e:
         raise UsageError(f"deband serve needs the web extra ({e.name} is missing): pip install 'deband[web]'") from None
 
-    if args.host not in LOCAL_HOSTS:
+    if args.host not in LOOPBACK_HOSTS:
         print(f"deband: warning: listening on {args.host}: anyone who can reach it can upload images "
               "and use this machine's CPU", file=sys.stderr)
     debander = load_debander(args)  # once, before the first request
+    hosts = LOOPBACK_HOSTS | {host_name(h) for h in [args.host, *args.allow_host]} - {""}
     options = ServeOptions(max_upload_bytes=args.max_upload_mb * 2**20,
-                           max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+                           max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, hosts=hosts,
+                           any_ip=args.host in WILDCARD_HOSTS,
+                           origins=frozenset(o.lower().rstrip("/") for o in args.allow_origin))
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -140,12 +140,10 @@ def _cmd_pipe(args: argparse.Namespace, opts) -> int:
 
 def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
     """A folder: every video in it, then a summary table; the highest failure's exit code."""
-    from deband.cli import describe, exit_code
-    from deband.errors import DebandError, OutputError
+    from deband.cli import describe, exit_code, summarise
+    from deband.errors import DebandError
     from deband.video.library import deband_library
 
-    if args.output.is_file():
-        raise OutputError(f"{args.output}: is a file; give a folder for the outputs of a folder")
     if args.ray is not None:
         from deband.video.cluster import deband_library_ray
 
@@ -162,8 +160,7 @@ def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
     width = max(len(src.name) for _, src, _ in rows)
     for status, src, detail in rows:
         print(f"{status:8} {src.name:{width}}  {detail}")
-    total = len(rows)
-    print(f"{len(report.done)} done, {len(report.failed)} failed, {len(report.skipped)} skipped of {total}")
+    summarise(report, len(report.done), "video files")
     for _, e in report.failed:
         print(f"deband: error: {describe(e) if isinstance(e, DebandError) else e}", file=sys.stderr)
     return max((exit_code(e) for _, e in report.failed), default=0)

@@ -73,7 +73,7 @@ def deband_library_ray(
     made = deband_videos_ray(todo, debander, options, chunking, cluster, progress, True)
     order = {src: i for i, (src, _) in enumerate(todo)}
     report.done = sorted(made.done, key=lambda d: order[d[0]])
-    report.failed = sorted(made.failed, key=lambda f: order[f[0]])
+    report.failed += sorted(made.failed, key=lambda f: order[f[0]])  # after those refused before the work
     return report
 
 

@@ -4,7 +4,8 @@ Every file of the folder (not its subfolders) with a common video suffix is proc
 name order with `deband_video_chunked`. MP4, M4V, MOV and MKV inputs keep their container;
 the others are written as .mkv (which holds whatever they carry). An output that already
 exists is skipped unless `overwrite`; one whose run was interrupted resumes from its work
-folder; a file that fails is recorded and the next one goes on.
+folder; a file that fails is recorded and the next one goes on. What is taken, skipped and
+refused follows `deband.folders`, as for a folder of images.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deband.errors import DebandError, InputError, OutputError
+from deband.errors import DebandError, InputError
+from deband.folders import FolderReport, Job, gather, output_folder, plan
 from deband.video.jobs import ChunkOptions, deband_video_chunked
 from deband.video.options import Restorer, VideoOptions, VideoReport
 
@@ -27,20 +29,16 @@ KEPT_CONTAINERS = frozenset({".mp4", ".m4v", ".mkv", ".mov"})  # the rest become
 
 
 @dataclass
-class LibraryReport:
-    """What happened to each video of a folder."""
+class LibraryReport(FolderReport):
+    """What happened to each video of a folder: made (`done`), refused, skipped or left out."""
 
     done: list[tuple[Path, Path, VideoReport]] = field(default_factory=list)  # (src, dst, report)
-    failed: list[tuple[Path, BaseException]] = field(default_factory=list)  # (src, error)
-    skipped: list[tuple[Path, Path]] = field(default_factory=list)  # (src, existing dst)
 
 
 def list_videos(folder: Path) -> list[Path]:
     """Video files directly inside folder, by name; hidden files (work folders, partial
     outputs) are left out."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not p.name.startswith(".")
-    )
+    return gather([folder], VIDEO_SUFFIXES, FolderReport())
 
 
 def output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -80,21 +78,15 @@ def deband_library(
 def plan_library(
     src_dir: str | Path, out_dir: str | Path, overwrite: bool
 ) -> tuple[list[tuple[Path, Path]], LibraryReport]:
-    """The (input, output) pairs to make, and a report that lists those skipped because their
-    output exists (unless `overwrite`). Creates out_dir. Raises InputError when the folder
-    holds no video and OutputError when out_dir cannot be made."""
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
-    videos = list_videos(src_dir)
+    """The (input, output) pairs to make, and a report of what was left out, skipped (its
+    output exists, unless `overwrite`) or refused before any work (the policy of
+    `deband.folders`). Creates out_dir. Raises InputError when the folder holds no video and
+    OutputError (SameFileError) when out_dir is src_dir, a file or cannot be made."""
+    src_dir, out_dir, report = Path(src_dir), Path(out_dir), LibraryReport()
+    videos = gather([src_dir], VIDEO_SUFFIXES, report)
     if not videos:
         raise InputError(f"{src_dir}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
-    todo, report = [], LibraryReport()
-    for src, dst in zip(videos, output_paths(videos, out_dir)):
-        if dst.exists() and not overwrite:
-            report.skipped.append((src, dst))
-        else:
-            todo.append((src, dst))
-    return todo, report
+    output_folder(out_dir, [src_dir])
+    jobs = [Job(src, (dst,)) for src, dst in zip(videos, output_paths(videos, out_dir))]
+    todo = plan(jobs, overwrite, True, report)
+    return [(job.src, job.dst) for job in todo], report
