@@ -259,3 +259,17 @@ def test_folder_output_is_never_the_input_folder(tmp_path, banded, tiny_weights)
     r = deband("image", shots, "-o", tmp_path / "." / "shots", "--format", "tif", "--weights", tiny_weights)
     assert r.returncode == OUTPUT and "the output folder is the input folder" in r.stderr
     assert [p.name for p in shots.iterdir()] == ["a.png"]
+
+
+def test_truncated_source_is_lifted_by_its_offset(tmp_path, tiny_weights):
+    x = np.full((40, 56, 3), 100, np.uint8)  # flat: the model and the guard leave it alone
+    src = tmp_path / "flat.png"
+    write_image(src, x)
+    for name, extra in (("plain.png", []), ("lifted.png", ["--truncated", "10:8"])):
+        r = deband("image", src, "-o", tmp_path / name, "--weights", tiny_weights, "--no-guard", *extra)
+        assert r.returncode == 0, r.stderr
+    plain, lifted = (read_image(tmp_path / n).pixels / 65535 * 255 for n in ("plain.png", "lifted.png"))
+    assert np.allclose(lifted - plain, 0.375, atol=0.02)  # R'G'B' cut 10 -> 8: 0.375 of a code
+    for bad in ("8:8", "10", "x:y", "20:8"):
+        r = deband("image", src, "-o", tmp_path / "bad.png", "--truncated", bad)
+        assert r.returncode == USAGE and len(r.stderr.strip().splitlines()) == 1 and "--truncated" in r.stderr

@@ -93,3 +93,26 @@ def test_freed_memory_is_reused_without_page_faults(setting):
         assert tuned == "True" and int(faults) < 1000
     else:
         assert int(faults) > 9000  # every call faults its 10k pages in
+
+
+@pytest.mark.parametrize("space", ["rgb", "ycbcr"])
+def test_truncation_offset_is_added_back_before_restoring(space):
+    from deband.pixels import rgb_to_ycbcr
+    from deband.restore import Truncation
+
+    cut = Truncation(10, 8, space)
+    assert cut.steps == pytest.approx(0.375)
+    x = torch.full((1, 3, 8, 8), 0.5)
+    lifted = cut.undo(x)
+    if space == "rgb":
+        assert torch.allclose(lifted - x, torch.full_like(x, 0.375 / 255))
+    else:  # 0.375 limited-range codes on each plane
+        d = rgb_to_ycbcr(lifted) - rgb_to_ycbcr(x)
+        assert torch.allclose(d[:, 0], torch.full_like(d[:, 0], 0.375 / 219), atol=1e-6)
+        assert torch.allclose(d[:, 1:], torch.full_like(d[:, 1:], 0.375 / 224), atol=1e-6)
+    identity = Debander(model=lambda x_t, t: x_t, guard=None, bars=False)
+    shifted = Debander(model=lambda x_t, t: x_t, guard=None, bars=False, truncation=cut)
+    assert torch.equal(identity.restore_batch(x), x)
+    assert torch.allclose(shifted.restore_batch(x), lifted)
+    with pytest.raises(ValueError):
+        Truncation(8, 8)

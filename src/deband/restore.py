@@ -18,9 +18,41 @@ from deband.errors import ResourceError
 from deband.guard import Guard
 from deband.indi import sample
 from deband.letterbox import keep_bars
-from deband.pixels import from_codes
+from deband.pixels import from_codes, levels, peak, rgb_to_ycbcr, ycbcr_to_rgb
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A source known to have been cut from `source_bits` to `bits` by a bit shift: its codes
+    lie below the truth by (1 - 2**(bits - source_bits)) / 2 of a step at `bits` on average
+    (0.375 of an 8-bit code for 10 -> 8), an offset no image shows. `undo` adds it back.
+    space "ycbcr": the cut was of limited-range Y'CbCr planes (video, BT.709); "rgb": of
+    full-range R'G'B' channels (a still image)."""
+
+    source_bits: int
+    bits: int
+    space: str = "ycbcr"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits < self.source_bits <= 16:
+            raise ValueError(f"a cut from {self.source_bits} to {self.bits} bits: need 1 <= bits < source bits <= 16")
+        if self.space not in ("ycbcr", "rgb"):
+            raise ValueError(f"unknown space {self.space!r}; expected 'ycbcr' or 'rgb'")
+
+    @property
+    def steps(self) -> float:
+        """The offset, in steps of `bits`."""
+        return (1 - 2.0 ** (self.bits - self.source_bits)) / 2
+
+    def undo(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (Tensor): (n, 3, h, w) on [0, 1]. Returns it raised by the offset, clamped to [0, 1]."""
+        if self.space == "rgb":
+            return (rgb + self.steps / peak(self.bits)).clamp(0, 1)
+        lv = levels(self.bits, full=False)
+        shift = torch.tensor([1 / lv.y_scale, 1 / lv.c_scale, 1 / lv.c_scale], dtype=rgb.dtype) * self.steps
+        return ycbcr_to_rgb(rgb_to_ycbcr(rgb) + shift[:, None, None].to(rgb.device)).clamp(0, 1)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -91,7 +123,8 @@ class Debander:
     start noise when eps > 0 (the same for every frame of a video); bars: hand letterbox and
     pillarbox bars back untouched (see `deband.letterbox`); guard: the detail guard that
     bounds each pixel's change by what banding could have done to it (see `deband.guard`;
-    None restores without it).
+    None restores without it); truncation: a source known to be cut by a bit shift, whose
+    offset is added back before restoring (see `Truncation`).
     """
 
     model: torch.nn.Module
@@ -104,6 +137,7 @@ class Debander:
     seed: int = 0
     bars: bool = True
     guard: Guard | None = Guard()
+    truncation: Truncation | None = None
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
@@ -142,7 +176,7 @@ class Debander:
     @torch.inference_mode()
     def restore_batch(self, rgb: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
-        rgb = rgb.float()
+        rgb = rgb.float() if self.truncation is None else self.truncation.undo(rgb.float())
         out = tiled(self._restore_tile, rgb, self.tile, self.overlap, on_tile)
         if self.guard is not None:
             out = self.guard(rgb, out)

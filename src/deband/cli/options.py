@@ -68,7 +68,20 @@ def non_negative(text: str) -> float:
     return v
 
 
-def add_restore_options(p: argparse.ArgumentParser) -> None:
+def truncation_value(text: str) -> tuple[int, int]:
+    """'SOURCE:BITS', e.g. '10:8': a cut from SOURCE to BITS bits by a bit shift."""
+    try:
+        source, bits = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SOURCE:BITS such as 10:8, got {text!r}") from None
+    if not 1 <= bits < source <= 16:
+        raise argparse.ArgumentTypeError(f"need 1 <= BITS < SOURCE <= 16, got {text!r}")
+    return source, bits
+
+
+def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None:
+    """The restorer's options; `planes` is what a --truncated cut acted on ("rgb" for stills,
+    "ycbcr" for video)."""
     p.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
                    help=f"INDI steps (default {DEFAULT_STEPS})")
     p.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
@@ -82,6 +95,11 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-guard", action="store_true",
                    help="let the model move any pixel as far as it likes (by default each pixel moves at most "
                         "as far as banding could have moved it, which keeps faint detail)")
+    what = "R'G'B' channels" if planes == "rgb" else "Y'CbCr planes"
+    p.add_argument("--truncated", type=truncation_value, metavar="SOURCE:BITS",
+                   help=f"the source's {what} were cut from SOURCE to BITS bits by a bit shift (e.g. 10:8): "
+                        "add back the offset that leaves, which no image shows")
+    p.set_defaults(truncation_planes=planes)
 
 
 def check_device(device: str) -> None:
@@ -96,14 +114,16 @@ def check_device(device: str) -> None:
 def load_debander(args: argparse.Namespace, device: str | None = None):
     """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
     from deband.guard import Guard
-    from deband.restore import Debander, keep_freed_memory
+    from deband.restore import Debander, Truncation, keep_freed_memory
 
     device = device or args.device
     check_device(device)
+    cut = getattr(args, "truncated", None)  # commands without restore options (serve) have none
     keep_freed_memory()
     return Debander.load(args.weights, device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
-                         bars=not args.restore_bars, guard=None if args.no_guard else Guard())
+                         bars=not args.restore_bars, guard=None if args.no_guard else Guard(),
+                         truncation=Truncation(*cut, args.truncation_planes) if cut else None)
 
 
 def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:

@@ -65,7 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     order.add_argument("--pipelined", dest="pipeline", action="store_const", const=True,
                        help="run decode, model and encode at the same time in threads (the default on a GPU)")
     add_ray_option(vid, "make the chunks (of every video of a folder)")
-    add_restore_options(vid)
+    add_restore_options(vid, planes="ycbcr")
     vid.set_defaults(run=cmd_video)
 
 
