@@ -16,7 +16,17 @@ from deband.config import DEFAULT_STEPS
 from deband.evalsets import Pair, folder_set, has_frames, seed_restored, synthetic_set
 from deband.metrics import cambi_rgb
 from deband.outputs import atomic_output
-from deband.scoring import BANDED_INPUT, CLEAN_REFERENCE, Method, Row, baseline, identity, markdown, our_methods
+from deband.scoring import (
+    BANDED_INPUT,
+    CLEAN_REFERENCE,
+    PLANES,
+    Method,
+    Row,
+    baseline,
+    identity,
+    markdown,
+    our_methods,
+)
 
 TEMPLATE = Path(__file__).parent / "templates" / "quality.md"
 CROP_SETS = ("rgb-6bit", "luma6-chroma5")  # synthetic sets whose most banded images are cropped
@@ -69,7 +79,7 @@ def default_row(rows: list[Row], steps: int = DEFAULT_STEPS) -> Row | None:
 
 def summary(results: dict[str, list[Row]], steps: int = DEFAULT_STEPS) -> str:
     """One line per set with a banded input and our restorer: PSNR of the banded input, of
-    each FFmpeg filter and ours (its gain over the input), detail kept and CAMBI mlc4 from
+    each FFmpeg filter and ours (its gain over the input, and per plane), detail kept and CAMBI mlc4 from
     the input to ours, with the clean image's own. Empty when no set has both."""
     lines = []
     for name, rows in results.items():
@@ -81,13 +91,14 @@ def summary(results: dict[str, list[Row]], steps: int = DEFAULT_STEPS) -> str:
         filters = " | ".join(_num(by[f].psnr) if f in by else "–" for f in FILTERS)
         mlc4 = f"{_num(banded.cambi4)} → {_num(ours.cambi4)}" + (f" ({_num(clean.cambi4)})" if clean else "")
         gain = f"**{_num(ours.psnr)} ({_num(ours.psnr - banded.psnr, '+.2f')})**"
-        lines.append(f"| {name} | {_num(banded.psnr)} | {filters} | {gain} "
+        planes = " / ".join(_num(getattr(ours, k) - getattr(banded, k), "+.2f") for k in PLANES)
+        lines.append(f"| {name} | {_num(banded.psnr)} | {filters} | {gain} | {planes} "
                      f"| {_num(banded.detail, '.1f')} → {_num(ours.detail, '.1f')} | {mlc4} |")
     if not lines:
         return ""
     head = ["| set | banded input | " + " | ".join(FILTERS) + f" | **deband {steps} steps** (gain) "
-            "| detail kept %: input → deband | CAMBI mlc4: input → deband (clean) |",
-            "|---" * (len(FILTERS) + 5) + "|"]
+            "| Y′ / Cb / Cr gain | detail kept %: input → deband | CAMBI mlc4: input → deband (clean) |",
+            "|---" * (len(FILTERS) + 6) + "|"]
     return "\n".join(head + lines)
 
 
