@@ -211,3 +211,20 @@ def test_cli_exit_codes_for_bad_inputs_and_outputs(tmp_path):
     assert main(["train", "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.json")]) == 3
     save_json(replace(TINY_TRAIN, steps=1), tmp_path / "tiny.json")
     assert main(["train", "--out", str(tmp_path / "file"), "--config", str(tmp_path / "tiny.json")]) == 5
+
+
+def test_chroma_stage_learns_at_its_own_rate():
+    from dataclasses import replace
+
+    from deband.config import TrainConfig
+    from deband.model import UNet
+    from deband.train import param_groups
+
+    cfg = replace(TrainConfig(), chroma_lr=20.0)
+    plain = param_groups(UNet(cfg.model), cfg)
+    assert [g["lr_share"] for g in plain] == [1.0]  # no Cb/Cr stage: one group
+    grown = UNet(replace(cfg.model, chroma_scales=3))
+    groups = param_groups(grown, cfg)
+    assert [g["lr_share"] for g in groups] == [1.0, 20.0]
+    assert {id(p) for p in groups[1]["params"]} == {id(grown.chroma.weight), id(grown.chroma.bias)}
+    assert sum(len(g["params"]) for g in groups) == len(list(grown.parameters()))

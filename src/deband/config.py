@@ -73,6 +73,7 @@ class TrainConfig:
     steps: int = 6000  # optimiser steps
     batch: int = 8  # patches per step per process
     lr: float = 5e-4  # peak AdamW learning rate (2e-3 and 1e-3 blew up: no normalisation layers)
+    chroma_lr: float = 1.0  # the Cb/Cr stage's learning rate as a multiple of lr (it starts from a zero gate)
     lr_floor: float = 0.01  # the cosine decay ends at this share of `lr`
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     warmup: int = 300  # linear warm-up steps before cosine decay

@@ -362,7 +362,7 @@ def _start(
         model.load_state_dict(_initial_weights(init, cfg))
     model = model.to(dev).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(seeds.generator(rank))
     step = restore_state(out / "state.pt", model, ema, opt, g) if resume and (out / "state.pt").exists() else 0
     val = validation_set(cfg.val_images, cfg.val_size, seeds.validation) if main else None
@@ -370,6 +370,14 @@ def _start(
     if main:
         log.info("model: %d parameters; %d process(es) on %s", count_parameters(model), world, dev)
     return run, step
+
+
+def param_groups(model: UNet, cfg: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: the Cb/Cr stage's (when the model has one) learns at
+    `chroma_lr` times the schedule's rate, everything else at the rate itself."""
+    chroma = [p for name, p in model.named_parameters() if name.startswith("chroma.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("chroma.")]
+    return [{"params": rest, "lr_share": 1.0}] + ([{"params": chroma, "lr_share": cfg.chroma_lr}] if chroma else [])
 
 
 def _make_folder(out: Path) -> None:
@@ -395,7 +403,7 @@ def _loop(run: Run, step: int, rank: int, world: int, workers: int, minutes: flo
     while step < run.cfg.steps:
         patch = patch_at(step, run.cfg)[0]
         for group in run.opt.param_groups:
-            group["lr"] = lr_at(step, run.cfg)
+            group["lr"] = lr_at(step, run.cfg) * group["lr_share"]
         clean, banded = next(data)
         loss, skipped = train_step(ddp, run.opt, loss_fn, clean, banded, run.cfg, run.g, run.device, guard.limit)
         guard.record(loss, skipped)
