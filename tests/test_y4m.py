@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clips import H, W, planes_for
-from deband.cli import BROKEN_PIPE, UNREADABLE, USAGE
+from deband.cli import BROKEN_PIPE, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, UnsupportedError
 from deband.video import VideoOptions, codes_to_frame
 from deband.video.y4m import Y4MHeader, deband_y4m
@@ -242,6 +242,37 @@ def test_unsupported_colour_formats(line):
 def test_header_without_size():
     with pytest.raises(InputError, match="frame size"):
         Y4MHeader.parse(b"YUV4MPEG2 W64 C420")
+
+
+@pytest.mark.parametrize(
+    "fields, error, words",
+    [
+        (b"W65535 H65535 F24:1 C420jpeg", UnsupportedError, "W65535 is over 16384"),
+        (b"W64 H20000", UnsupportedError, "H20000 is over 16384"),
+        (b"W-320 H240", InputError, "bad YUV4MPEG2 header field b'W-320'"),
+        (b"W0 H48", InputError, "b'W0'"),
+        (b"W+64 H48", InputError, "b'W\\+64'"),
+        (b"W99999999999999999999 H48", InputError, "b'W9999"),
+        (b"W64 H48 F24:0", InputError, "b'F24:0'"),
+        (b"W64 H48 F-24:1", InputError, "b'F-24:1'"),
+        (b"W64 H48 Anan", InputError, "b'Anan'"),
+        (b"W64 H48 Iz", InputError, "b'Iz'"),
+        (b"W64 H48 Q1", InputError, "b'Q1'"),
+        (b"W64 H48 W32", InputError, "gives W twice"),
+        (b"W64 H48 X\xff", InputError, "b'X"),
+    ],
+)
+def test_every_header_field_is_checked(fields, error, words):
+    with pytest.raises(error, match=words):
+        Y4MHeader.parse(b"YUV4MPEG2 " + fields)
+
+
+@pytest.mark.parametrize("fields, code", [(b"W65535 H65535 F24:1 C420jpeg", UNSUPPORTED), (b"W-320 H240", UNREADABLE)])
+def test_absurd_frame_sizes_are_one_line(identity_weights, fields, code):
+    r = deband(b"YUV4MPEG2 " + fields + b"\nFRAME\n" + bytes(64), weights=identity_weights)
+    err = r.stderr.decode()
+    assert r.returncode == code and not r.stdout, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 # ----------------------------------------------------------------------------- end to end
