@@ -275,6 +275,19 @@ def test_absurd_frame_sizes_are_one_line(identity_weights, fields, code):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("complete", [2, 10])
+def test_frames_before_a_truncated_one_are_written(identity_weights, complete):
+    src = y4m_by_pyav("yuv420p", n=complete + 1)
+    r = deband(src[: len(src) - 1000], weights=identity_weights)  # the last frame lacks its end
+    err = r.stderr.decode()
+    assert r.returncode == UNREADABLE and f"frame {complete + 1} is truncated" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    _, frames = decoded(r.stdout)
+    assert len(frames) == complete
+    for i, planes in enumerate(frames):
+        np.testing.assert_array_equal(planes[0], codes8(i, "yuv420p")[0] << 2)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -303,33 +303,43 @@ def deband_y4m(
     start/duration (frames skipped/stopped at the header's rate, 25 when it has none),
     compare, batch and seed apply; codec, crf, preset and overwrite do not. The header is
     written with the first frame, so nothing is written when no frame is. Raises InputError
-    (not YUV4MPEG2, a broken or truncated frame, no frame in range), UnsupportedError (mono,
-    4:1:1, alpha), and BrokenPipeError when the reader of dst goes away.
+    (not YUV4MPEG2, a bad header field, a broken or truncated frame: after writing the
+    complete frames before it; no frame in range), UnsupportedError (mono, 4:1:1, alpha,
+    frames over 16384 pixels a side), and BrokenPipeError when the reader of dst goes away.
     """
     options = options or VideoOptions()
     t0, report = time.perf_counter(), VideoReport()
     header = read_header(src, name)
-    window = _Window.of(header, options)
     writer = Y4MWriter(dst, header, restorer, options)
-    params, codes = [], []
     with tqdm(unit="frame", disable=not progress, desc=name) as bar:
-        for k, (p, planes) in enumerate(read_frames(src, header, name)):
-            if window.end is not None and k >= window.end:
-                break
-            if k < window.first:
-                continue
-            report.frames_in += 1
-            params.append(p)
-            codes.append(planes)
-            if len(codes) == options.batch:
-                writer.write(params, codes, report)
-                bar.update(len(codes))
-                params, codes = [], []
-        if codes:
-            writer.write(params, codes, report)
-            bar.update(len(codes))
+        for batch in _batches(read_frames(src, header, name), _Window.of(header, options), options.batch):
+            report.frames_in += len(batch)
+            params, codes = zip(*batch)
+            writer.write(list(params), list(codes), report)
+            bar.update(len(batch))
     report.frames_out = writer.written
     if writer.written == 0:
         raise InputError(f"{name}: no video frames in the selected range")
     report.total_s = time.perf_counter() - t0
     return report
+
+
+def _batches(frames: Iterator[tuple], window: _Window, size: int) -> Iterator[list[tuple]]:
+    """The frames inside `window`, `size` at a time. When the stream breaks (InputError:
+    a truncated frame, a bad FRAME line), the complete frames before it come first."""
+    batch, error = [], None
+    try:
+        for k, frame in enumerate(frames):
+            if window.end is not None and k >= window.end:
+                break
+            if k >= window.first:
+                batch.append(frame)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except InputError as e:
+        error = e
+    if batch:
+        yield batch
+    if error is not None:
+        raise error
