@@ -140,6 +140,14 @@ def test_plan_of_a_vfr_range():
     assert all(c.zero == Fraction(5, 100) for c in plan)  # shifted as the whole range
 
 
+def test_plan_past_the_end_or_below_a_keyframe_interval():
+    many = Keyframes([Fraction(i, 5) for i in range(10)], Fraction(0), Fraction(2))
+    far = plan_chunks(many, Span(Fraction(0), Fraction(100)), 0.5)  # a --duration far past the clip's 2 s
+    assert len(far) == 4 and [c.lo for c in far] == [c.lo for c in plan_chunks(many, Span(Fraction(0)), 0.5)]
+    tiny = plan_chunks(many, Span(), 1e-6)  # a chunk per keyframe interval, at once
+    assert [c.lo for c in tiny] == [None, *many.times[1:]]
+
+
 # ----------------------------------------------------------------------------- chunked = single pass
 
 

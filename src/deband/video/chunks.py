@@ -76,24 +76,28 @@ def scan_keyframes(src: Path, options: VideoOptions) -> tuple[Keyframes, Span]:
 def plan_chunks(keys: Keyframes, span: Span, seconds: float) -> list[Span]:
     """Cut `span` into chunks of about `seconds` (0: one chunk) at the nearest keyframes.
 
-    The range is divided into n = round(length / seconds) even steps; each inner boundary
-    moves to the nearest keyframe strictly inside the range, and boundaries that meet are
-    merged. Chunks keep span's ends and zero, so their timestamps are the whole output's.
+    The range (up to the input's end) is divided into n = round(length / seconds) even steps,
+    at most four per keyframe (more would find no other keyframe); each inner boundary moves
+    to the nearest keyframe strictly inside the range, and boundaries that meet are merged.
+    Chunks keep span's ends and zero, so their timestamps are the whole output's.
     """
     lo = span.lo if span.lo is not None else keys.start
-    hi = span.hi if span.hi is not None else keys.end
-    zero = _zero(span)  # kept by every chunk
+    hi = keys.end if span.hi is None else min(span.hi, max(keys.end, lo))
     inner = [t for t in keys.times if lo < t < hi]
-    n = round((hi - lo) / Fraction(seconds)) if seconds > 0 and inner else 1
+    n = min(round((hi - lo) / Fraction(seconds)), 4 * len(inner) + 4) if seconds > 0 and inner else 1
+    edges = [span.lo, *_nearest(inner, [lo + (hi - lo) * k / n for k in range(1, n)]), span.hi]
+    return [Span(a, b, _zero(span)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _nearest(keys: list[Fraction], targets: list[Fraction]) -> list[Fraction]:
+    """The key nearest to each target (keys and targets sorted), each key once."""
     cuts: list[Fraction] = []
-    for k in range(1, max(n, 1)):
-        target = lo + (hi - lo) * k / n
-        i = bisect.bisect_left(inner, target)
-        near = min(inner[max(i - 1, 0) : i + 1], key=lambda t: abs(t - target))
+    for target in targets:
+        i = bisect.bisect_left(keys, target)
+        near = min(keys[max(i - 1, 0) : i + 1], key=lambda t: abs(t - target))
         if not cuts or near > cuts[-1]:
             cuts.append(near)
-    edges = [span.lo, *cuts, span.hi]
-    return [Span(a, b, zero) for a, b in zip(edges[:-1], edges[1:])]
+    return cuts
 
 
 # ----------------------------------------------------------------------------- one chunk

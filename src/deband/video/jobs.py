@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -55,8 +56,8 @@ class ChunkOptions:
     fresh: bool = False  # discard what an earlier run of the same job left
 
     def __post_init__(self) -> None:
-        if not self.seconds >= 0:
-            raise ValueError(f"chunk length must be >= 0 seconds, got {self.seconds}")
+        if not 0 <= self.seconds < math.inf:
+            raise ValueError(f"chunk length must be a finite number of seconds >= 0, got {self.seconds}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
 
