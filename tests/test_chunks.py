@@ -310,6 +310,7 @@ def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weig
         proc.kill()
         proc.wait()
     assert proc.returncode == 130 and stopped < 10, (proc.returncode, stopped, err)
+    assert err.splitlines() == ["deband: interrupted; no partial output was left"]  # no leaked semaphore
     assert not dst.exists()
     (work,) = work_folders(out)
     assert list(out.iterdir()) == [work]  # nothing but the work folder

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -246,11 +247,14 @@ def _chunk_in_worker(job: Job, restorer: tuple, index: int) -> ChunkResult:
 
 def _init_worker(threads: int) -> None:
     """In each worker: Ctrl-C is left to the parent (which stops the workers), a worker dies
-    with its parent (kill -9 of the command, Linux only), and takes its share of the cores."""
+    with its parent (kill -9 of the command, Linux only), and takes its share of the cores.
+    tqdm gets a thread lock: its default also makes a named semaphore, which a worker stopped
+    by `_stop` cannot unlink (Python then warns of a leaked semaphore at exit)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     torch.set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
