@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -126,6 +127,18 @@ def encode_chunk(
     with atomic_output(dst, overwrite=True, sources=[src]) as tmp:
         report = encode_piece(src, tmp, restorer, options, info, span)
     return ChunkResult(index, report.frames_out, file_sha256(dst), report)
+
+
+def encode_chunk_in_memory(
+    src: Path, index: int, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
+) -> tuple[ChunkResult, bytes]:
+    """`encode_chunk` into memory, for a process that may be killed at any moment (a Ray
+    worker): nothing of the chunk is ever on disk, so nothing can be left there."""
+    buf = io.BytesIO()
+    buf.name = f"chunk-{index:05d}{CHUNK_SUFFIX}"  # the container format is guessed from it
+    report = encode_piece(src, buf, restorer, options, info, span)
+    data = buf.getvalue()
+    return ChunkResult(index, report.frames_out, hashlib.sha256(data).hexdigest(), report), data
 
 
 def count_frames(path: Path) -> int | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -295,7 +296,7 @@ def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
 
 def _write(
     src: Path,
-    tmp: Path,
+    tmp: Path | BinaryIO,
     dst: Path,
     restorer: Restorer,
     options: VideoOptions,
@@ -316,12 +317,12 @@ def _write(
 
 
 def encode_piece(
-    src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
+    src: Path, tmp: Path | BinaryIO, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
 ) -> VideoReport:
-    """Deband and encode only the video frames inside `span` into `tmp` (its container from
-    its suffix), timestamps shifted by `span`'s zero; nothing else is copied. The caller
-    owns tmp (see `deband.video.chunks`)."""
-    return _write(src, tmp, tmp, restorer, options, info, False, span)
+    """Deband and encode only the video frames inside `span` into `tmp`, a file or a seekable
+    file object (its container from its name's suffix), timestamps shifted by `span`'s zero;
+    nothing else is copied. The caller owns tmp (see `deband.video.chunks`)."""
+    return _write(src, tmp, Path(tmp if isinstance(tmp, Path) else tmp.name), restorer, options, info, False, span)
 
 
 def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
