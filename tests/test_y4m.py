@@ -24,18 +24,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 RATE = Fraction(30000, 1001)
 
 
-@pytest.fixture(scope="module")
-def identity_weights(tmp_path_factory) -> Path:
-    """An untrained UNet: zero-initialised heads make it exactly the identity."""
-    from conftest import IDENTITY
-    from deband.checkpoint import save_weights
-    from deband.model import UNet
-
-    path = tmp_path_factory.mktemp("w") / "identity.safetensors"
-    save_weights(UNet(IDENTITY).eval(), path)
-    return path
-
-
 class Identity:
     def restore_batch(self, rgb):
         return rgb

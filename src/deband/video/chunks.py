@@ -28,7 +28,7 @@ from deband.errors import InputError
 from deband.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
-from deband.video.streams import Probe, Span, Streams, open_input, open_streams, video_stream
+from deband.video.streams import Probe, Span, Streams, decode_times_only, open_input, open_streams, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,19 @@ class Keyframes:
 
 def scan_keyframes(src: Path, options: VideoOptions) -> tuple[Keyframes, Span]:
     """Demux (no decoding) the first video stream for its keyframe times, and the range
-    `options` select. A stream without timestamps (raw .h264) gives no keyframes."""
+    `options` select. A stream without timestamps (raw .h264) gives no keyframes; one in a
+    container of decode times only (AVI) is timed by them, as `FrameClock` times its frames."""
     with open_input(src) as inp:
         video = video_stream(inp)
         span = Span.select(inp, video, options)
         tb, times, first, last, durations = video.time_base, [], None, None, {}
+        dts = decode_times_only(inp)
         try:
             for packet in inp.demux(video):
-                if packet.pts is None:
+                ts = packet.dts if dts else packet.pts
+                if ts is None:
                     continue
-                t = packet.pts * tb
+                t = ts * tb
                 first = t if first is None else min(first, t)
                 last = max(last or t, t + (packet.duration or 0) * tb)
                 if packet.duration:

@@ -20,6 +20,7 @@ when complete.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +49,16 @@ from deband.video.colour import (
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.stages import Serial, Stages
-from deband.video.streams import Probe, Span, Streams, next_packet, open_streams, probe, repair_dts
+from deband.video.streams import (
+    Probe,
+    Span,
+    Streams,
+    decode_times_only,
+    next_packet,
+    open_streams,
+    probe,
+    repair_dts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +92,30 @@ class Work:
 
 
 class FrameClock:
-    """Times of decoded frames; a stream without timestamps (raw .h264/.hevc) is numbered
-    at its frame rate, and once a stream has shown timestamps, a frame without one is dropped."""
+    """Times of decoded frames, from the frames and the packets fed to the decoder.
 
-    def __init__(self, video: av.video.stream.VideoStream):
+    A frame keeps its own pts, but in two cases. A stream without timestamps (raw
+    .h264/.hevc) is numbered at its frame rate, and once a stream has shown timestamps, a
+    frame without one is dropped. A container that stores decode times only
+    (`decode_times_only`: AVI) has its pts made up by FFmpeg, out of order once the codec
+    reorders frames (B-frames): there the k-th frame out of the decoder gets the k-th
+    smallest decode time of the packets fed, the time of its slot in the stream."""
+
+    def __init__(self, video: av.video.stream.VideoStream, decode_times: bool = False):
         self.video = video
         self.timed = False  # a frame with a timestamp was seen
         self.untimed = 0  # frames numbered here
+        self.slots: list[int] | None = [] if decode_times else None  # heap of decode times not yet given out
+
+    def feed(self, packet: av.Packet) -> None:
+        """Note a packet about to be decoded."""
+        if self.slots is not None and packet.size and packet.dts is not None:
+            heapq.heappush(self.slots, packet.dts)
 
     def time(self, frame: av.VideoFrame) -> Fraction | None:
-        """The frame's time in seconds (its pts set when numbered), or None: drop it."""
+        """The frame's time in seconds (its pts set when rebuilt or numbered), or None: drop it."""
+        if self.slots:
+            frame.pts = heapq.heappop(self.slots)
         if frame.pts is None and not self.timed:
             rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
             frame.pts = self.untimed * max(1, round(1 / (rate * self.video.time_base)))
@@ -149,7 +173,7 @@ class VideoPath:
         self, streams: Streams, restorer: Restorer, probe: Probe, options: VideoOptions, report: VideoReport, bar: tqdm
     ):
         self.name, self.streams, self.probe, self.restorer = streams.inp.name, streams, probe, restorer
-        self.clock = FrameClock(streams.video)
+        self.clock = FrameClock(streams.video, decode_times_only(streams.inp))
         self.batch = Batch(options.batch)
         self.packets: list[av.Packet] = []  # copied packets waiting for the next batch
         self.writer = FrameWriter(streams, probe, options)
@@ -160,6 +184,7 @@ class VideoPath:
     def feed(self, packet: av.Packet) -> bool:
         """Decode one packet (skipping it if corrupt) and queue its frames in range; full
         batches go on to the model stage. True once a frame lies past the range end."""
+        self.clock.feed(packet)
         try:
             with self.report.timing("decode_s"):
                 frames = packet.decode()

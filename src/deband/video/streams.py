@@ -35,6 +35,7 @@ _DROP_TAGS = re.compile(
     re.I,
 )
 _MATROSKA = (".mkv", ".mka", ".mk3d", ".webm")
+_DECODE_TIMES_ONLY = ("avi",)  # FFmpeg's names of containers without presentation times
 
 
 # ----------------------------------------------------------------------------- input
@@ -59,6 +60,12 @@ def video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStrea
     if inp.streams.audio or inp.streams.subtitles:
         raise UnsupportedError(f"{inp.name}: no video stream")
     raise InputError(f"{inp.name}: no video stream")  # nothing usable: corrupt
+
+
+def decode_times_only(inp: av.container.InputContainer) -> bool:
+    """Whether the container stores decode times only (AVI): the pts FFmpeg gives its video
+    packets are made up from them, and are wrong once the codec reorders frames."""
+    return inp.format.name in _DECODE_TIMES_ONLY
 
 
 @dataclass(frozen=True)
