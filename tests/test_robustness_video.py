@@ -203,6 +203,24 @@ def test_h264_with_b_frames_in_avi(tmp_path, identity_weights):
             np.testing.assert_array_equal(luma(b), luma(a) << 2)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed")
+def test_timestamps_a_muxer_refuses_are_one_line(tmp_path, tiny_weights):
+    """Matroska with B-frames stamped in decode order (as AVI's would be): the frames come out
+    of the decoder with times going back, which the output's muxer refuses."""
+    src = tmp_path / "decode-order.mkv"
+    with av.open(str(b_frames(tmp_path / "b.mp4"))) as inp, av.open(str(src), "w") as out:
+        st = out.add_stream_from_template(inp.streams.video[0])
+        for p in inp.demux(video=0):
+            if p.size:
+                p.pts, p.stream = p.dts + 2 * p.duration, st
+                out.mux(p)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband(src, "-o", out / "x.mkv", "--weights", tiny_weights, "--codec", "ffv1")
+    assert_clean_failure(r, OUTPUT)
+    assert "x.mkv: the encoder or muxer refused the video" in r.stderr and leftovers(out) == []
+
+
 def test_non_ascii_and_spaces_in_paths(tmp_path, tiny_weights):
     folder = tmp_path / "dossier été 日本"
     folder.mkdir()

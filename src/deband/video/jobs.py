@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import av
 import torch
 from tqdm import tqdm
 
-from deband.errors import OutputError
 from deband.outputs import atomic_output
 from deband.video.chunks import (
     ChunkResult,
@@ -40,7 +40,7 @@ from deband.video.chunks import (
     scan_keyframes,
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
-from deband.video.pipeline import check_paths
+from deband.video.pipeline import check_paths, output_error
 from deband.video.resume import WorkFolder, work_key
 from deband.video.streams import Probe, probe
 
@@ -168,8 +168,8 @@ def abandon(run: Run, error: BaseException) -> BaseException:
     """Tidy the work folder of a run stopped by `error`; the exception to raise for it.
 
     After KeyboardInterrupt (Ctrl-C, SIGTERM) the folder is kept when it holds finished
-    chunks; after an error it is removed, and an OSError (disk full, no permission) becomes
-    an OutputError naming dst, not a temporary file."""
+    chunks; after an error it is removed, and an OSError (disk full, no permission) or an
+    FFmpeg error (the encoder or muxer refused the video) becomes an OutputError naming dst."""
     work = run.job.work
     if isinstance(error, KeyboardInterrupt):
         if work.done:
@@ -178,8 +178,8 @@ def abandon(run: Run, error: BaseException) -> BaseException:
             work.remove()
         return error
     work.remove()
-    if isinstance(error, OSError):
-        return OutputError(f"{run.dst}: write failed ({error.strerror or error})")
+    if isinstance(error, OSError | av.FFmpegError):
+        return output_error(run.dst, error)
     return error
 
 

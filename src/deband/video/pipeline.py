@@ -350,6 +350,16 @@ def encode_piece(
     return _write(src, tmp, Path(tmp if isinstance(tmp, Path) else tmp.name), restorer, options, info, False, span)
 
 
+def output_error(dst: Path, error: OSError | av.FFmpegError) -> OutputError:
+    """An error met while writing dst (an OSError: disk full, no permission; an FFmpeg error:
+    the encoder or muxer refused what it was given) as an OutputError naming dst, not its
+    temporary file."""
+    why = error.strerror or error
+    if isinstance(error, OSError):
+        return OutputError(f"{dst}: write failed ({why})")
+    return OutputError(f"{dst}: the encoder or muxer refused the video ({why})")
+
+
 def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
     """Refuse, before any work, a missing input and an output that is the input, exists
     (unless `overwrite`), has no folder or no container extension. Returns both as Paths."""
@@ -382,8 +392,8 @@ def deband_video(
     try:
         with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
             report = _write(src, tmp, dst, debander, options, info, progress)
-    except OSError as e:  # disk full, no permission: name dst, not its temporary file
-        raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
+    except (OSError, av.FFmpegError) as e:
+        raise output_error(dst, e) from e
     log.info(
         "%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
         dst.name,
