@@ -60,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vid.add_argument("--chunk", type=seconds, default=30.0, metavar="SECONDS",
                      help="chunk length, cut at keyframes; 0: one chunk (default 30)")
     vid.add_argument("--jobs", type=int_range(1, 64), default=1, help="chunks made at once (default 1)")
-    vid.add_argument("--fresh", action="store_true", help="discard what an interrupted run left and start over")
+    vid.add_argument("--fresh", action="store_true", help="remove every work folder of the output and start over")
     order = vid.add_mutually_exclusive_group()
     order.add_argument("--serial", dest="pipeline", action="store_const", const=False,
                        help="run decode, model and encode one after another (the default on a CPU)")
