@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -233,26 +234,20 @@ def test_header_without_size():
 
 
 @pytest.mark.parametrize(
-    "fields, error, words",
-    [
-        (b"W65535 H65535 F24:1 C420jpeg", UnsupportedError, "W65535 is over 16384"),
-        (b"W64 H20000", UnsupportedError, "H20000 is over 16384"),
-        (b"W-320 H240", InputError, "bad YUV4MPEG2 header field b'W-320'"),
-        (b"W0 H48", InputError, "b'W0'"),
-        (b"W+64 H48", InputError, "b'W\\+64'"),
-        (b"W99999999999999999999 H48", InputError, "b'W9999"),
-        (b"W64 H48 F24:0", InputError, "b'F24:0'"),
-        (b"W64 H48 F-24:1", InputError, "b'F-24:1'"),
-        (b"W64 H48 Anan", InputError, "b'Anan'"),
-        (b"W64 H48 Iz", InputError, "b'Iz'"),
-        (b"W64 H48 Q1", InputError, "b'Q1'"),
-        (b"W64 H48 W32", InputError, "gives W twice"),
-        (b"W64 H48 X\xff", InputError, "b'X"),
-    ],
+    "field", [b"W-320", b"W0", b"W+64", b"H99999999999999999999", b"F24:0", b"F-24:1", b"Anan", b"Iz", b"Q1", b"X\xff"]
 )
-def test_every_header_field_is_checked(fields, error, words):
-    with pytest.raises(error, match=words):
-        Y4MHeader.parse(b"YUV4MPEG2 " + fields)
+def test_a_malformed_header_field_is_named(field):
+    others = [f for f in (b"W64", b"H48") if f[:1] != field[:1]]
+    with pytest.raises(InputError, match=re.escape(f"bad YUV4MPEG2 header field {field!r}")):
+        Y4MHeader.parse(b" ".join([b"YUV4MPEG2", field, *others]))
+
+
+def test_sizes_over_16384_and_repeated_fields():
+    for line in (b"YUV4MPEG2 W65535 H65535 F24:1 C420jpeg", b"YUV4MPEG2 W64 H20000"):
+        with pytest.raises(UnsupportedError, match="is over 16384 pixels"):
+            Y4MHeader.parse(line)
+    with pytest.raises(InputError, match="gives W twice"):
+        Y4MHeader.parse(b"YUV4MPEG2 W64 H48 W32")
 
 
 @pytest.mark.parametrize("fields, code", [(b"W65535 H65535 F24:1 C420jpeg", UNSUPPORTED), (b"W-320 H240", UNREADABLE)])
