@@ -33,6 +33,16 @@ def tiny_weights(tmp_path, tiny_model):
 
 
 @pytest.fixture(scope="session")
+def identity_weights(tmp_path_factory):
+    """An untrained UNet: zero-initialised heads make it exactly the identity."""
+    from deband.checkpoint import save_weights
+
+    path = tmp_path_factory.mktemp("w") / "identity.safetensors"
+    save_weights(UNet(IDENTITY).eval(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def vapoursynth_python():
     """A Python 3.12 venv with VapourSynth, vs-mlrt's ONNX Runtime plugin and torch
     (`tests/vsenv.py`): built on first use (minutes), then cached on disk. Its `run(script,

@@ -3,7 +3,9 @@ the work folder and its manifest, resuming after interrupts, workers, SIGTERM to
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +142,14 @@ def test_plan_of_a_vfr_range():
     assert all(c.zero == Fraction(5, 100) for c in plan)  # shifted as the whole range
 
 
+def test_plan_past_the_end_or_below_a_keyframe_interval():
+    many = Keyframes([Fraction(i, 5) for i in range(10)], Fraction(0), Fraction(2))
+    far = plan_chunks(many, Span(Fraction(0), Fraction(100)), 0.5)  # a --duration far past the clip's 2 s
+    assert len(far) == 4 and [c.lo for c in far] == [c.lo for c in plan_chunks(many, Span(Fraction(0)), 0.5)]
+    tiny = plan_chunks(many, Span(), 1e-6)  # a chunk per keyframe interval, at once
+    assert [c.lo for c in tiny] == [None, *many.times[1:]]
+
+
 # ----------------------------------------------------------------------------- chunked = single pass
 
 
@@ -229,6 +239,28 @@ def test_changed_settings_get_another_work_folder(gop5, tmp_path):
     assert rerun.calls == 2 and work_folders(tmp_path) != [first]  # the first folder's 2 chunks reused
 
 
+def test_fresh_removes_every_work_folder_of_the_output(gop5, tmp_path):
+    dst = tmp_path / "out.mkv"
+    interrupted(gop5, dst, 2, VideoOptions(codec="ffv1", batch=5, bit_depth=8))
+    interrupted(gop5, dst, 1)
+    assert len(work_folders(tmp_path)) == 2
+    rerun = Counting()
+    deband_video_chunked(gop5, dst, rerun, FFV1, ChunkOptions(seconds=0.2, fresh=True), progress=False)
+    assert rerun.calls == 4 and work_folders(tmp_path) == []
+
+
+def test_a_work_folder_of_other_settings_is_named_once(gop5, tmp_path, caplog):
+    dst = tmp_path / "out.mkv"
+    interrupted(gop5, dst, 2, VideoOptions(codec="ffv1", batch=5, bit_depth=8))
+    (other,) = work_folders(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="deband"):
+        deband_video_chunked(gop5, dst, Counting(), FFV1, QUARTER, progress=False)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert re.fullmatch(rf"{re.escape(str(other))}: [0-9.]+ kB left by an earlier run with other settings; .*rm -r.*",
+                        line), line
+    assert work_folders(tmp_path) == [other]  # kept: the same settings again resume it
+
+
 def test_restorer_identity_follows_weights_and_settings():
     def model(seed):
         torch.manual_seed(seed)
@@ -278,6 +310,7 @@ def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weig
         proc.kill()
         proc.wait()
     assert proc.returncode == 130 and stopped < 10, (proc.returncode, stopped, err)
+    assert err.splitlines() == ["deband: interrupted; no partial output was left"]  # no leaked semaphore
     assert not dst.exists()
     (work,) = work_folders(out)
     assert list(out.iterdir()) == [work]  # nothing but the work folder

@@ -273,3 +273,33 @@ def test_truncated_source_is_lifted_by_its_offset(tmp_path, tiny_weights):
     for bad in ("8:8", "10", "x:y", "20:8"):
         r = deband("image", src, "-o", tmp_path / "bad.png", "--truncated", bad)
         assert r.returncode == USAGE and len(r.stderr.strip().splitlines()) == 1 and "--truncated" in r.stderr
+
+FLOAT_OPTIONS = [  # every float option: a command line it belongs to, the option, a finite value out of its range
+    (["video", "in.mp4", "-o", "out.mkv"], "--start", "-1"),
+    (["video", "in.mp4", "-o", "out.mkv"], "--start", "1e9"),
+    (["video", "-", "-o", "-"], "--duration", "0"),
+    (["video", "in.mp4", "-o", "out.mkv"], "--chunk", "-30"),
+    (["video", "in.mp4", "-o", "out.mkv"], "--only-banded", "-1"),
+    (["video", "in.mp4", "-o", "out.mkv"], "--strength", "0"),
+    (["image", "a.png", "-o", "b.png"], "--strength", "1.5"),
+    (["inspect", "a.png", "-o", "a.html"], "--threshold", "-5"),
+    (["inspect", "a.png", "-o", "a.html"], "--cut-threshold", "2"),
+    (["export", "onnx", "a.onnx"], "--strength", "-0.5"),
+    (["mix", "a.safetensors", "b.safetensors", "-o", "c.safetensors"], "--share", "1.5"),
+    (["corpus", "build", "out"], "--held-out", "-0.1"),
+    (["corpus", "pack", "p.npz", "--corpus", "c"], "--detailed", "2"),
+    (["train", "--out", "run"], "--minutes", "0"),
+]
+
+
+@pytest.mark.parametrize("args, option, out_of_range", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", None])
+def test_float_options_are_finite_and_in_range_at_parse_time(tmp_path, monkeypatch, capsys, args, option,
+                                                               out_of_range, value):
+    from deband.cli import main
+
+    monkeypatch.chdir(tmp_path)  # nothing is read or written: the parser refuses first
+    assert main([*args, f"{option}={value or out_of_range}"]) == USAGE
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"argument {option}" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -4,11 +4,13 @@ worker cannot read them, resuming across local and Ray runs, and `--ray` on the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +41,11 @@ from deband.model import UNet  # noqa: E402
 from deband.restore import Debander  # noqa: E402
 from deband.video import VideoOptions  # noqa: E402
 from deband.video import cluster as video_cluster  # noqa: E402
+from deband.video.chunks import plan_chunks, scan_keyframes  # noqa: E402
 from deband.video.cluster import deband_library_ray, deband_video_ray  # noqa: E402
 from deband.video.jobs import ChunkOptions, deband_video_chunked  # noqa: E402
 from deband.video.library import deband_library  # noqa: E402
+from deband.video.streams import probe  # noqa: E402
 from test_chunks import frames, same_frames, work_folders  # noqa: E402
 
 FFV1 = VideoOptions(codec="ffv1", batch=5)
@@ -202,6 +206,27 @@ def test_ray_chunks_give_the_frames_of_a_local_run(cluster, gop5, tmp_path, deba
     assert report.frames_out == report.frames_in == 20
     assert same_frames(remote_, local) and not same_frames(remote_, gop5)  # restored, identically
     assert work_folders(tmp_path) == [] and not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_chunk_task_keeps_nothing_on_disk(gop5, tmp_path, monkeypatch):
+    """Ray kills the workers of a driver that goes away (SIGTERM to the command): whatever a
+    chunk task has on disk then stays there. So it has nothing there."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+
+    class Looking:  # the identity, looking at the disk while the task runs
+        def restore_batch(self, rgb):
+            seen.append(sorted(p.name for p in tmp_path.rglob("*")))
+            return rgb
+
+    monkeypatch.setattr(video_cluster, "worker_restorer", lambda spec: Looking())
+    plan = plan_chunks(*scan_keyframes(gop5, FFV1), 0.2)
+    result, data = video_cluster._chunk_task(input_ref(gop5), 1, None, FFV1, probe(gop5), plan[1],
+                                             torch.get_num_threads())
+    assert seen == [["gop5.mkv", "tmp"]]
+    assert result.frames == 5 and hashlib.sha256(data).hexdigest() == result.sha256
 
 
 def test_chunks_made_locally_are_reused_by_ray_and_back(cluster, gop5, tmp_path, debander, caplog, monkeypatch):

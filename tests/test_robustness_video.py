@@ -6,6 +6,7 @@ Clips are made with `clips.make_clip` in tmp_path (64x48, a few frames); every r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from clips import H, W, add_audio, encode_audio, make_clip
 from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.video import VideoOptions, deband_video
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -159,6 +161,64 @@ def test_raw_h264_with_garbage_inserted(tmp_path, tiny_weights):
     times = [float(f.pts * f.time_base) for f in frames_of(dst)]
     assert 8 <= n <= 10 and len(times) == n
     assert times == sorted(times) and times[1] - times[0] == pytest.approx(0.04, abs=2e-3)
+
+
+class Identity:
+    def restore_batch(self, rgb):
+        return rgb
+
+
+def luma(frame: av.VideoFrame) -> np.ndarray:
+    plane = frame.planes[0]
+    dtype = np.uint8 if frame.format.name.endswith("p") else np.dtype("<u2")
+    return np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width].astype(np.int64)
+
+
+FFMPEG = ["ffmpeg", "-v", "error", "-y"]
+
+
+def b_frames(path: Path) -> Path:
+    """15 frames of H.264 with B-frames (a keyframe every 5) by the ffmpeg program."""
+    subprocess.run([*FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-frames:v", "15", "-c:v",
+                    "libx264", "-bf", "2", "-g", "5", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed")
+def test_h264_with_b_frames_in_avi(tmp_path, identity_weights):
+    """AVI stores no presentation times: FFmpeg makes them up, out of order once B-frames
+    reorder the pictures. Chunked (the command) and in one pass, the identity gives back
+    the pictures of the same stream in MP4, at its times."""
+    mp4, avi = b_frames(tmp_path / "b.mp4"), tmp_path / "b.avi"
+    subprocess.run([*FFMPEG, "-i", str(mp4), "-c", "copy", str(avi)], check=True)
+    chunked, single = tmp_path / "chunked.mkv", tmp_path / "single.mkv"
+    r = deband(avi, "-o", chunked, "--weights", identity_weights, "--codec", "ffv1", "--chunk", "0.2")
+    assert_success(r, chunked, 15)
+    deband_video(avi, single, Identity(), VideoOptions(codec="ffv1"), progress=False)
+    want = frames_of(mp4)
+    for out in (chunked, single):
+        got = frames_of(out)
+        assert [f.time for f in got] == pytest.approx([f.time for f in want])
+        for a, b in zip(want, got):  # 8-bit codes at 10 bits
+            np.testing.assert_array_equal(luma(b), luma(a) << 2)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed")
+def test_timestamps_a_muxer_refuses_are_one_line(tmp_path, tiny_weights):
+    """Matroska with B-frames stamped in decode order (as AVI's would be): the frames come out
+    of the decoder with times going back, which the output's muxer refuses."""
+    src = tmp_path / "decode-order.mkv"
+    with av.open(str(b_frames(tmp_path / "b.mp4"))) as inp, av.open(str(src), "w") as out:
+        st = out.add_stream_from_template(inp.streams.video[0])
+        for p in inp.demux(video=0):
+            if p.size:
+                p.pts, p.stream = p.dts + 2 * p.duration, st
+                out.mux(p)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = deband(src, "-o", out / "x.mkv", "--weights", tiny_weights, "--codec", "ffv1")
+    assert_clean_failure(r, OUTPUT)
+    assert "x.mkv: the encoder or muxer refused the video" in r.stderr and leftovers(out) == []
 
 
 def test_non_ascii_and_spaces_in_paths(tmp_path, tiny_weights):

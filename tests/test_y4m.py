@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,25 +16,13 @@ import numpy as np
 import pytest
 
 from clips import H, W, planes_for
-from deband.cli import BROKEN_PIPE, UNREADABLE, USAGE
+from deband.cli import BROKEN_PIPE, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, UnsupportedError
 from deband.video import VideoOptions, codes_to_frame
 from deband.video.y4m import Y4MHeader, deband_y4m
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 RATE = Fraction(30000, 1001)
-
-
-@pytest.fixture(scope="module")
-def identity_weights(tmp_path_factory) -> Path:
-    """An untrained UNet: zero-initialised heads make it exactly the identity."""
-    from conftest import IDENTITY
-    from deband.checkpoint import save_weights
-    from deband.model import UNet
-
-    path = tmp_path_factory.mktemp("w") / "identity.safetensors"
-    save_weights(UNet(IDENTITY).eval(), path)
-    return path
 
 
 class Identity:
@@ -242,6 +231,44 @@ def test_unsupported_colour_formats(line):
 def test_header_without_size():
     with pytest.raises(InputError, match="frame size"):
         Y4MHeader.parse(b"YUV4MPEG2 W64 C420")
+
+
+@pytest.mark.parametrize(
+    "field", [b"W-320", b"W0", b"W+64", b"H99999999999999999999", b"F24:0", b"F-24:1", b"Anan", b"Iz", b"Q1", b"X\xff"]
+)
+def test_a_malformed_header_field_is_named(field):
+    others = [f for f in (b"W64", b"H48") if f[:1] != field[:1]]
+    with pytest.raises(InputError, match=re.escape(f"bad YUV4MPEG2 header field {field!r}")):
+        Y4MHeader.parse(b" ".join([b"YUV4MPEG2", field, *others]))
+
+
+def test_sizes_over_16384_and_repeated_fields():
+    for line in (b"YUV4MPEG2 W65535 H65535 F24:1 C420jpeg", b"YUV4MPEG2 W64 H20000"):
+        with pytest.raises(UnsupportedError, match="is over 16384 pixels"):
+            Y4MHeader.parse(line)
+    with pytest.raises(InputError, match="gives W twice"):
+        Y4MHeader.parse(b"YUV4MPEG2 W64 H48 W32")
+
+
+@pytest.mark.parametrize("fields, code", [(b"W65535 H65535 F24:1 C420jpeg", UNSUPPORTED), (b"W-320 H240", UNREADABLE)])
+def test_absurd_frame_sizes_are_one_line(identity_weights, fields, code):
+    r = deband(b"YUV4MPEG2 " + fields + b"\nFRAME\n" + bytes(64), weights=identity_weights)
+    err = r.stderr.decode()
+    assert r.returncode == code and not r.stdout, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("complete", [2, 10])
+def test_frames_before_a_truncated_one_are_written(identity_weights, complete):
+    src = y4m_by_pyav("yuv420p", n=complete + 1)
+    r = deband(src[: len(src) - 1000], weights=identity_weights)  # the last frame lacks its end
+    err = r.stderr.decode()
+    assert r.returncode == UNREADABLE and f"frame {complete + 1} is truncated" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    _, frames = decoded(r.stdout)
+    assert len(frames) == complete
+    for i, planes in enumerate(frames):
+        np.testing.assert_array_equal(planes[0], codes8(i, "yuv420p")[0] << 2)
 
 
 # ----------------------------------------------------------------------------- end to end

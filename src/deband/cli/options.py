@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,36 +37,41 @@ def int_range(lo: int, hi: int):
     return parse
 
 
+# The longest time a --start, --duration or --chunk may name: over three years, longer than
+# any video, and far inside FFmpeg's 64-bit timestamps in any time base
+MAX_SECONDS = 1e8
+
+
 def _number(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v != v or v in (float("inf"), float("-inf")):
+    if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return v
 
 
-def strength_value(text: str) -> float:
-    """A start time t in (0, 1]."""
-    v = _number(text)
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
-    return v
+def number_in(lo: float, hi: float = math.inf, above: bool = False):
+    """A float option: a finite number from lo (excluded when `above`) to hi."""
+
+    def parse(text: str) -> float:
+        v = _number(text)
+        if v < lo or (above and v == lo) or v > hi:
+            low = f"> {lo:g}" if above else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"must be {low}" + (f" and <= {hi:g}" if hi < math.inf else "")
+                                             + f", got {text}")
+        return v
+
+    return parse
 
 
-def positive(text: str) -> float:
-    v = _number(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
-    return v
-
-
-def non_negative(text: str) -> float:
-    v = _number(text)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return v
+strength_value = number_in(0, 1, above=True)  # a start time t in (0, 1]
+positive = number_in(0, above=True)
+non_negative = number_in(0)
+fraction = number_in(0, 1)  # a share, 0..1
+seconds = number_in(0, MAX_SECONDS)  # a time in a video
+duration = number_in(0, MAX_SECONDS, above=True)  # a length of video
 
 
 def truncation_value(text: str) -> tuple[int, int]:

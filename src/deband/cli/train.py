@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from deband.cli.options import Parser, UsageError, check_device, int_range, positive
+from deband.cli.options import Parser, UsageError, check_device, fraction, int_range, positive
 from deband.errors import InputError
 
 EPILOG_TRAIN = """examples:
@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     mx.add_argument("a", type=Path, help="a .safetensors model")
     mx.add_argument("b", type=Path, help="a .safetensors model of the same config")
-    mx.add_argument("--share", type=float, default=0.5,
+    mx.add_argument("--share", type=fraction, default=0.5,
                     help="weight of B, 0..1: (1 - share) * A + share * B (default 0.5)")
     mx.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
     mx.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
@@ -65,7 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     cb.add_argument("--scale", type=int_range(2, 4), default=2, help="area-downscale factor (default 2)")
     cb.add_argument("--min-side", type=int_range(1, 65536), default=256,
                     help="skip images whose shorter side is smaller after downscaling (default 256)")
-    cb.add_argument("--held-out", type=float, default=0.1, help="fraction held out, 0..1 (default 0.1)")
+    cb.add_argument("--held-out", type=fraction, default=0.1, help="fraction held out, 0..1 (default 0.1)")
     cb.set_defaults(run=cmd_corpus)
     cp = co.add_parser("pack", help="write pre-cut clean crops of a corpus's train images into one .npz",
                        epilog="examples:\n  deband corpus pack pack.npz --corpus /work/corpus --size 512 --n 112\n"
@@ -75,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--corpus", type=Path, required=True, help="a folder made by `deband corpus build`")
     cp.add_argument("--size", type=int_range(16, 4096), default=512, help="crop side in pixels (default 512)")
     cp.add_argument("--n", type=int_range(1, 100_000), default=40, help="number of crops (default 40)")
-    cp.add_argument("--detailed", type=float, default=0.25,
+    cp.add_argument("--detailed", type=fraction, default=0.25,
                     help="share of crops taken where the image is most detailed, 0..1 (default 0.25)")
     cp.add_argument("--seed", type=int, default=0, help="where the crops fall (default 0)")
     cp.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -139,8 +139,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_mix(args: argparse.Namespace) -> int:
     from deband.checkpoint import interpolate, load_model, save_weights
 
-    if not 0 <= args.share <= 1:
-        raise UsageError(f"deband mix: --share must be in [0, 1], got {args.share}")
     mixed = interpolate(load_model(args.a), load_model(args.b), args.share)
     save_weights(mixed, args.output, {"mixed": f"{1 - args.share:g} x {args.a.name} + {args.share:g} x {args.b.name}"},
                  overwrite=args.overwrite)
@@ -197,8 +195,6 @@ def eval_corpus(folder: Path | None) -> Path | None:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from deband.corpus import CorpusConfig, build_corpus
 
-    if not 0 <= args.held_out <= 1:
-        raise UsageError(f"deband corpus build: --held-out must be in [0, 1], got {args.held_out}")
     config = CorpusConfig(scale=args.scale, min_side=args.min_side, held_out=args.held_out)
     manifest = build_corpus(args.out, args.source, config)
     n = manifest["counts"]
@@ -212,8 +208,6 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise UsageError(f"deband corpus pack: OUT must end in .npz, got {args.out}")
-    if not 0 <= args.detailed <= 1:
-        raise UsageError(f"deband corpus pack: --detailed must be in [0, 1], got {args.detailed}")
     config = PackConfig(size=args.size, n=args.n, detailed=args.detailed, seed=args.seed)
     meta = build_pack(args.corpus, args.out, config, args.overwrite)
     images = len({c["file"] for c in meta["crops"]})

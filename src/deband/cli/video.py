@@ -11,10 +11,12 @@ from deband.cli.options import (
     UsageError,
     add_ray_option,
     add_restore_options,
+    duration,
     int_range,
     load_debander,
     non_negative,
     ray_cluster,
+    seconds,
 )
 
 EPILOG_VIDEO = """examples:
@@ -49,16 +51,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vid.add_argument("--preset", default="medium", choices=PRESETS, metavar="PRESET",
                      help="x264/x265 speed preset, ultrafast ... placebo (default medium)")
     vid.add_argument("--bit-depth", type=int, choices=[8, 10], default=10, help="10 (default) or 8 with dither")
-    vid.add_argument("--start", type=float, help="start at this many seconds")
-    vid.add_argument("--duration", type=float, help="process this many seconds")
+    vid.add_argument("--start", type=seconds, help="start at this many seconds")
+    vid.add_argument("--duration", type=duration, help="process this many seconds")
     vid.add_argument("--compare", choices=["split", "side-by-side"], help="render a before/after demo")
     vid.add_argument("--batch", type=int_range(1, 64), default=4, help="frames per model call (default 4)")
     vid.add_argument("--only-banded", type=non_negative, metavar="CAMBI",
                      help="restore only scenes whose mean CAMBI (max_log_contrast 4) is above this; see inspect")
-    vid.add_argument("--chunk", type=non_negative, default=30.0, metavar="SECONDS",
+    vid.add_argument("--chunk", type=seconds, default=30.0, metavar="SECONDS",
                      help="chunk length, cut at keyframes; 0: one chunk (default 30)")
     vid.add_argument("--jobs", type=int_range(1, 64), default=1, help="chunks made at once (default 1)")
-    vid.add_argument("--fresh", action="store_true", help="discard what an interrupted run left and start over")
+    vid.add_argument("--fresh", action="store_true", help="remove every work folder of the output and start over")
     order = vid.add_mutually_exclusive_group()
     order.add_argument("--serial", dest="pipeline", action="store_const", const=False,
                        help="run decode, model and encode one after another (the default on a CPU)")

@@ -21,7 +21,7 @@ from deband.errors import InputError
 from deband.video.colour import colour_of, frame_to_planes, native, planes_to_rgb
 from deband.video.options import VideoOptions
 from deband.video.pipeline import FrameClock
-from deband.video.streams import Span, next_packet, open_input, probe, video_stream
+from deband.video.streams import Span, decode_times_only, next_packet, open_input, probe, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def iter_frames(path: str | Path, start: float | None = None, duration: float | 
         span = Span.select(inp, video, VideoOptions(start=start, duration=duration))
         if span.lo is not None and span.lo > 0:
             inp.seek(int(span.lo / video.time_base), stream=video, backward=True)
-        clock, rate = FrameClock(video), video.average_rate or video.guessed_rate or 25
-        for frame in _decoded(inp, video):
+        clock, rate = FrameClock(video, decode_times_only(inp)), video.average_rate or video.guessed_rate or 25
+        for frame in _decoded(inp, video, clock):
             t = clock.time(frame)
             if t is None or not span.contains(t):
                 if t is not None and span.past(t):
@@ -73,13 +73,17 @@ def iter_frames(path: str | Path, start: float | None = None, duration: float | 
         raise InputError(f"{src}: no video frames in the selected range")
 
 
-def _decoded(inp: av.container.InputContainer, video: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-    """Every frame of `video` in presentation order, corrupt packets skipped with a warning."""
+def _decoded(
+    inp: av.container.InputContainer, video: av.video.stream.VideoStream, clock: FrameClock
+) -> Iterator[av.VideoFrame]:
+    """Every frame of `video` in presentation order (each packet fed to `clock` first),
+    corrupt packets skipped with a warning."""
     packets = inp.demux(video)
     while True:
         packet = next_packet(packets, inp.name, "it to the end")
         if packet is None:
             return
+        clock.feed(packet)
         try:
             frames = packet.decode()
         except av.FFmpegError as e:

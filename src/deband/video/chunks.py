@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from deband.errors import InputError
 from deband.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
-from deband.video.streams import Probe, Span, Streams, open_input, open_streams, video_stream
+from deband.video.streams import Probe, Span, Streams, decode_times_only, open_input, open_streams, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,19 @@ class Keyframes:
 
 def scan_keyframes(src: Path, options: VideoOptions) -> tuple[Keyframes, Span]:
     """Demux (no decoding) the first video stream for its keyframe times, and the range
-    `options` select. A stream without timestamps (raw .h264) gives no keyframes."""
+    `options` select. A stream without timestamps (raw .h264) gives no keyframes; one in a
+    container of decode times only (AVI) is timed by them, as `FrameClock` times its frames."""
     with open_input(src) as inp:
         video = video_stream(inp)
         span = Span.select(inp, video, options)
         tb, times, first, last, durations = video.time_base, [], None, None, {}
+        dts = decode_times_only(inp)
         try:
             for packet in inp.demux(video):
-                if packet.pts is None:
+                ts = packet.dts if dts else packet.pts
+                if ts is None:
                     continue
-                t = packet.pts * tb
+                t = ts * tb
                 first = t if first is None else min(first, t)
                 last = max(last or t, t + (packet.duration or 0) * tb)
                 if packet.duration:
@@ -76,24 +80,28 @@ def scan_keyframes(src: Path, options: VideoOptions) -> tuple[Keyframes, Span]:
 def plan_chunks(keys: Keyframes, span: Span, seconds: float) -> list[Span]:
     """Cut `span` into chunks of about `seconds` (0: one chunk) at the nearest keyframes.
 
-    The range is divided into n = round(length / seconds) even steps; each inner boundary
-    moves to the nearest keyframe strictly inside the range, and boundaries that meet are
-    merged. Chunks keep span's ends and zero, so their timestamps are the whole output's.
+    The range (up to the input's end) is divided into n = round(length / seconds) even steps,
+    at most four per keyframe (more would find no other keyframe); each inner boundary moves
+    to the nearest keyframe strictly inside the range, and boundaries that meet are merged.
+    Chunks keep span's ends and zero, so their timestamps are the whole output's.
     """
     lo = span.lo if span.lo is not None else keys.start
-    hi = span.hi if span.hi is not None else keys.end
-    zero = _zero(span)  # kept by every chunk
+    hi = keys.end if span.hi is None else min(span.hi, max(keys.end, lo))
     inner = [t for t in keys.times if lo < t < hi]
-    n = round((hi - lo) / Fraction(seconds)) if seconds > 0 and inner else 1
+    n = min(round((hi - lo) / Fraction(seconds)), 4 * len(inner) + 4) if seconds > 0 and inner else 1
+    edges = [span.lo, *_nearest(inner, [lo + (hi - lo) * k / n for k in range(1, n)]), span.hi]
+    return [Span(a, b, _zero(span)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _nearest(keys: list[Fraction], targets: list[Fraction]) -> list[Fraction]:
+    """The key nearest to each target (keys and targets sorted), each key once."""
     cuts: list[Fraction] = []
-    for k in range(1, max(n, 1)):
-        target = lo + (hi - lo) * k / n
-        i = bisect.bisect_left(inner, target)
-        near = min(inner[max(i - 1, 0) : i + 1], key=lambda t: abs(t - target))
+    for target in targets:
+        i = bisect.bisect_left(keys, target)
+        near = min(keys[max(i - 1, 0) : i + 1], key=lambda t: abs(t - target))
         if not cuts or near > cuts[-1]:
             cuts.append(near)
-    edges = [span.lo, *cuts, span.hi]
-    return [Span(a, b, zero) for a, b in zip(edges[:-1], edges[1:])]
+    return cuts
 
 
 # ----------------------------------------------------------------------------- one chunk
@@ -122,6 +130,18 @@ def encode_chunk(
     with atomic_output(dst, overwrite=True, sources=[src]) as tmp:
         report = encode_piece(src, tmp, restorer, options, info, span)
     return ChunkResult(index, report.frames_out, file_sha256(dst), report)
+
+
+def encode_chunk_in_memory(
+    src: Path, index: int, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
+) -> tuple[ChunkResult, bytes]:
+    """`encode_chunk` into memory, for a process that may be killed at any moment (a Ray
+    worker): nothing of the chunk is ever on disk, so nothing can be left there."""
+    buf = io.BytesIO()
+    buf.name = f"chunk-{index:05d}{CHUNK_SUFFIX}"  # the container format is guessed from it
+    report = encode_piece(src, buf, restorer, options, info, span)
+    data = buf.getvalue()
+    return ChunkResult(index, report.frames_out, hashlib.sha256(data).hexdigest(), report), data
 
 
 def count_frames(path: Path) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from deband.cluster import (
 )
 from deband.errors import ClusterError, DebandError
 from deband.outputs import atomic_output
-from deband.video.chunks import CHUNK_SUFFIX, ChunkResult, encode_chunk
+from deband.video.chunks import ChunkResult, encode_chunk_in_memory
 from deband.video.jobs import ChunkOptions, Run, abandon, add_chunk, finish_run, start_run
 from deband.video.library import LibraryReport, plan_library
 from deband.video.options import Restorer, VideoOptions, VideoReport
@@ -169,11 +168,10 @@ def _keep(run: Run, result: ChunkResult, data: bytes) -> None:
 
 def _chunk_task(inp: InputRef, index: int, spec: RestorerSpec, options: VideoOptions, info: Probe, span: Span,
                 threads: int) -> tuple[ChunkResult, bytes] | str:
-    """In a worker: deband one chunk into a temporary folder; its result and bytes."""
+    """In a worker: deband one chunk in memory (Ray kills the workers of a driver that goes
+    away, so a file would be left behind); its result and bytes."""
     torch.set_num_threads(threads)
-    with local_input(inp) as src, tempfile.TemporaryDirectory(prefix="deband-chunk-") as folder:
+    with local_input(inp) as src:
         if src is None:
             return NEED_INPUT
-        out = Path(folder) / f"chunk-{index:05d}{CHUNK_SUFFIX}"
-        result = encode_chunk(src, out, index, worker_restorer(spec), options, info, span)
-        return result, out.read_bytes()
+        return encode_chunk_in_memory(src, index, worker_restorer(spec), options, info, span)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -23,10 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import av
 import torch
 from tqdm import tqdm
 
-from deband.errors import OutputError
 from deband.outputs import atomic_output
 from deband.video.chunks import (
     ChunkResult,
@@ -38,7 +40,7 @@ from deband.video.chunks import (
     scan_keyframes,
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
-from deband.video.pipeline import check_paths
+from deband.video.pipeline import check_paths, output_error
 from deband.video.resume import WorkFolder, work_key
 from deband.video.streams import Probe, probe
 
@@ -55,8 +57,8 @@ class ChunkOptions:
     fresh: bool = False  # discard what an earlier run of the same job left
 
     def __post_init__(self) -> None:
-        if not self.seconds >= 0:
-            raise ValueError(f"chunk length must be >= 0 seconds, got {self.seconds}")
+        if not 0 <= self.seconds < math.inf:
+            raise ValueError(f"chunk length must be a finite number of seconds >= 0, got {self.seconds}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
 
@@ -166,8 +168,8 @@ def abandon(run: Run, error: BaseException) -> BaseException:
     """Tidy the work folder of a run stopped by `error`; the exception to raise for it.
 
     After KeyboardInterrupt (Ctrl-C, SIGTERM) the folder is kept when it holds finished
-    chunks; after an error it is removed, and an OSError (disk full, no permission) becomes
-    an OutputError naming dst, not a temporary file."""
+    chunks; after an error it is removed, and an OSError (disk full, no permission) or an
+    FFmpeg error (the encoder or muxer refused the video) becomes an OutputError naming dst."""
     work = run.job.work
     if isinstance(error, KeyboardInterrupt):
         if work.done:
@@ -176,8 +178,8 @@ def abandon(run: Run, error: BaseException) -> BaseException:
             work.remove()
         return error
     work.remove()
-    if isinstance(error, OSError):
-        return OutputError(f"{run.dst}: write failed ({error.strerror or error})")
+    if isinstance(error, OSError | av.FFmpegError):
+        return output_error(run.dst, error)
     return error
 
 
@@ -245,11 +247,14 @@ def _chunk_in_worker(job: Job, restorer: tuple, index: int) -> ChunkResult:
 
 def _init_worker(threads: int) -> None:
     """In each worker: Ctrl-C is left to the parent (which stops the workers), a worker dies
-    with its parent (kill -9 of the command, Linux only), and takes its share of the cores."""
+    with its parent (kill -9 of the command, Linux only), and takes its share of the cores.
+    tqdm gets a thread lock: its default also makes a named semaphore, which a worker stopped
+    by `_stop` cannot unlink (Python then warns of a leaked semaphore at exit)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     torch.set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

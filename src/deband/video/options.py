@@ -3,6 +3,7 @@ one method it needs from a model (`Restorer`)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,12 +50,12 @@ class VideoOptions:
             raise ValueError(f"compare must be one of {COMPARE_MODES}, got {self.compare!r}")
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
-        if self.start is not None and self.start < 0:
-            raise ValueError("start must be >= 0 seconds")
+        if self.start is not None and not 0 <= self.start < math.inf:
+            raise ValueError(f"start must be a finite number of seconds >= 0, got {self.start}")
         if self.threads < 0:
             raise ValueError("threads must be >= 0")
-        if self.duration is not None and self.duration <= 0:
-            raise ValueError("duration must be > 0 seconds")
+        if self.duration is not None and not 0 < self.duration < math.inf:
+            raise ValueError(f"duration must be a finite number of seconds > 0, got {self.duration}")
 
 
 @dataclass

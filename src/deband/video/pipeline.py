@@ -20,12 +20,14 @@ when complete.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -47,7 +49,16 @@ from deband.video.colour import (
 )
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.stages import Serial, Stages
-from deband.video.streams import Probe, Span, Streams, next_packet, open_streams, probe, repair_dts
+from deband.video.streams import (
+    Probe,
+    Span,
+    Streams,
+    decode_times_only,
+    next_packet,
+    open_streams,
+    probe,
+    repair_dts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +92,30 @@ class Work:
 
 
 class FrameClock:
-    """Times of decoded frames; a stream without timestamps (raw .h264/.hevc) is numbered
-    at its frame rate, and once a stream has shown timestamps, a frame without one is dropped."""
+    """Times of decoded frames, from the frames and the packets fed to the decoder.
 
-    def __init__(self, video: av.video.stream.VideoStream):
+    A frame keeps its own pts, but in two cases. A stream without timestamps (raw
+    .h264/.hevc) is numbered at its frame rate, and once a stream has shown timestamps, a
+    frame without one is dropped. A container that stores decode times only
+    (`decode_times_only`: AVI) has its pts made up by FFmpeg, out of order once the codec
+    reorders frames (B-frames): there the k-th frame out of the decoder gets the k-th
+    smallest decode time of the packets fed, the time of its slot in the stream."""
+
+    def __init__(self, video: av.video.stream.VideoStream, decode_times: bool = False):
         self.video = video
         self.timed = False  # a frame with a timestamp was seen
         self.untimed = 0  # frames numbered here
+        self.slots: list[int] | None = [] if decode_times else None  # heap of decode times not yet given out
+
+    def feed(self, packet: av.Packet) -> None:
+        """Note a packet about to be decoded."""
+        if self.slots is not None and packet.size and packet.dts is not None:
+            heapq.heappush(self.slots, packet.dts)
 
     def time(self, frame: av.VideoFrame) -> Fraction | None:
-        """The frame's time in seconds (its pts set when numbered), or None: drop it."""
+        """The frame's time in seconds (its pts set when rebuilt or numbered), or None: drop it."""
+        if self.slots:
+            frame.pts = heapq.heappop(self.slots)
         if frame.pts is None and not self.timed:
             rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
             frame.pts = self.untimed * max(1, round(1 / (rate * self.video.time_base)))
@@ -148,7 +173,7 @@ class VideoPath:
         self, streams: Streams, restorer: Restorer, probe: Probe, options: VideoOptions, report: VideoReport, bar: tqdm
     ):
         self.name, self.streams, self.probe, self.restorer = streams.inp.name, streams, probe, restorer
-        self.clock = FrameClock(streams.video)
+        self.clock = FrameClock(streams.video, decode_times_only(streams.inp))
         self.batch = Batch(options.batch)
         self.packets: list[av.Packet] = []  # copied packets waiting for the next batch
         self.writer = FrameWriter(streams, probe, options)
@@ -159,6 +184,7 @@ class VideoPath:
     def feed(self, packet: av.Packet) -> bool:
         """Decode one packet (skipping it if corrupt) and queue its frames in range; full
         batches go on to the model stage. True once a frame lies past the range end."""
+        self.clock.feed(packet)
         try:
             with self.report.timing("decode_s"):
                 frames = packet.decode()
@@ -295,7 +321,7 @@ def _run(streams: Streams, video: VideoPath, report: VideoReport) -> None:
 
 def _write(
     src: Path,
-    tmp: Path,
+    tmp: Path | BinaryIO,
     dst: Path,
     restorer: Restorer,
     options: VideoOptions,
@@ -316,12 +342,22 @@ def _write(
 
 
 def encode_piece(
-    src: Path, tmp: Path, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
+    src: Path, tmp: Path | BinaryIO, restorer: Restorer, options: VideoOptions, info: Probe, span: Span
 ) -> VideoReport:
-    """Deband and encode only the video frames inside `span` into `tmp` (its container from
-    its suffix), timestamps shifted by `span`'s zero; nothing else is copied. The caller
-    owns tmp (see `deband.video.chunks`)."""
-    return _write(src, tmp, tmp, restorer, options, info, False, span)
+    """Deband and encode only the video frames inside `span` into `tmp`, a file or a seekable
+    file object (its container from its name's suffix), timestamps shifted by `span`'s zero;
+    nothing else is copied. The caller owns tmp (see `deband.video.chunks`)."""
+    return _write(src, tmp, Path(tmp if isinstance(tmp, Path) else tmp.name), restorer, options, info, False, span)
+
+
+def output_error(dst: Path, error: OSError | av.FFmpegError) -> OutputError:
+    """An error met while writing dst (an OSError: disk full, no permission; an FFmpeg error:
+    the encoder or muxer refused what it was given) as an OutputError naming dst, not its
+    temporary file."""
+    why = error.strerror or error
+    if isinstance(error, OSError):
+        return OutputError(f"{dst}: write failed ({why})")
+    return OutputError(f"{dst}: the encoder or muxer refused the video ({why})")
 
 
 def check_paths(src: str | Path, dst: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
@@ -356,8 +392,8 @@ def deband_video(
     try:
         with atomic_output(dst, options.overwrite, sources=[src]) as tmp:
             report = _write(src, tmp, dst, debander, options, info, progress)
-    except OSError as e:  # disk full, no permission: name dst, not its temporary file
-        raise OutputError(f"{dst}: write failed ({e.strerror or e})") from e
+    except (OSError, av.FFmpegError) as e:
+        raise output_error(dst, e) from e
     log.info(
         "%s: %d frames at %.2f frame/s (decode %.1fs, model %.1fs, encode %.1fs)",
         dst.name,

@@ -90,11 +90,16 @@ class WorkFolder:
 
     @classmethod
     def open(cls, dst: Path, key: str, plan: list[Span], fresh: bool = False) -> WorkFolder:
-        """The folder for `key` beside dst (created, or emptied when fresh), with its manifest
-        read; partial files of an interrupted run inside it are removed."""
+        """The folder for `key` beside dst (created), with its manifest read; partial files of
+        an interrupted run inside it are removed. Work folders of dst made with other
+        settings are removed when fresh, else named in a warning."""
         path = dst.parent / f".{dst.name}.deband-work-{key}"
-        if fresh and path.exists():
-            shutil.rmtree(path)
+        for old in work_folders(dst):
+            if fresh:
+                shutil.rmtree(old)
+            elif old != path:
+                log.warning("%s: %s left by an earlier run with other settings; remove it with rm -r "
+                            "(a fresh run removes it too)", old, _size(old))
         try:
             path.mkdir(exist_ok=True)
         except OSError as e:
@@ -143,6 +148,25 @@ class WorkFolder:
         """Partial chunk files left by workers that were stopped."""
         for stale in self.path.glob(".*.partial-*"):
             stale.unlink(missing_ok=True)
+
+
+def work_folders(dst: Path) -> list[Path]:
+    """The work folders beside dst, whatever settings made them."""
+    prefix = f".{dst.name}.deband-work-"
+    try:
+        return sorted(p for p in dst.parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+    except OSError:  # no folder to look in: none
+        return []
+
+
+def _size(folder: Path) -> str:
+    """What the files in a folder hold, in words: "512 bytes", "12.3 kB", "4.5 GB"."""
+    size = float(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()))
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            break
+        size /= 1000
+    return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
 
 
 def _read_manifest(path: Path, plan: list[Span]) -> dict[int, dict]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -34,6 +35,7 @@ _DROP_TAGS = re.compile(
     re.I,
 )
 _MATROSKA = (".mkv", ".mka", ".mk3d", ".webm")
+_DECODE_TIMES_ONLY = ("avi",)  # FFmpeg's names of containers without presentation times
 
 
 # ----------------------------------------------------------------------------- input
@@ -58,6 +60,12 @@ def video_stream(inp: av.container.InputContainer) -> av.video.stream.VideoStrea
     if inp.streams.audio or inp.streams.subtitles:
         raise UnsupportedError(f"{inp.name}: no video stream")
     raise InputError(f"{inp.name}: no video stream")  # nothing usable: corrupt
+
+
+def decode_times_only(inp: av.container.InputContainer) -> bool:
+    """Whether the container stores decode times only (AVI): the pts FFmpeg gives its video
+    packets are made up from them, and are wrong once the codec reorders frames."""
+    return inp.format.name in _DECODE_TIMES_ONLY
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ class Streams:
 @contextmanager
 def open_streams(
     src: Path,
-    tmp: Path,
+    tmp: Path | BinaryIO,
     dst: Path,
     probe: Probe,
     options: VideoOptions,
@@ -206,9 +214,10 @@ def open_streams(
     video_only: bool = False,
     video_from: av.video.stream.VideoStream | None = None,
 ) -> Iterator[Streams]:
-    """Open src and tmp (written as dst's container), set up every output stream, metadata
-    and chapters. Both containers are closed on the way out; on an error the output is
-    closed quietly (the caller deletes tmp).
+    """Open src and tmp (a file written as dst's container, or a seekable file object whose
+    `name` gives the container), set up every output stream, metadata and chapters. Both
+    containers are closed on the way out; on an error the output is closed quietly (the
+    caller deletes tmp).
 
     span: the range (default: from options); video_only: no other stream, metadata or
     chapters (a chunk); video_from: copy packets of this already encoded stream instead of
@@ -217,9 +226,9 @@ def open_streams(
         video = video_stream(inp)
         video.thread_type = "AUTO"
         # Matroska would shift every stream when a copied one starts below 0 (AAC priming)
-        keep_ts = {"avoid_negative_ts": "disabled"} if tmp.suffix.lower() in _MATROSKA else {}
+        keep_ts = {"avoid_negative_ts": "disabled"} if dst.suffix.lower() in _MATROSKA else {}
         try:
-            out = av.open(str(tmp), "w", options=keep_ts)
+            out = av.open(str(tmp) if isinstance(tmp, Path) else tmp, "w", options=keep_ts)
         except (ValueError, av.FFmpegError) as e:
             raise OutputError(f"{dst}: cannot write {dst.suffix} files ({e})") from e
         try:

@@ -20,6 +20,7 @@ back (x4 at 10 bits from 8-bit input, as in the container path).
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -50,6 +51,17 @@ _LINE_MAX = 4096  # longest header or frame line accepted
 _SUB = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}  # family -> (sub_x, sub_y)
 _SITINGS = ("jpeg", "mpeg2", "paldv")  # 4:2:0 chroma siting at 8 bits (C420jpeg ...)
 _DEPTHS = (8, 9, 10, 12, 14, 16)
+_MAX_SIDE = 16384  # widest and tallest frame (16K video; within FFmpeg's picture limits at 16 bits)
+_RATIO = re.compile(r"[0-9]{1,10}:[0-9]{1,10}")
+_FIELDS = {  # header tag -> the form of its value
+    "W": re.compile(r"[0-9]{1,10}"),
+    "H": re.compile(r"[0-9]{1,10}"),
+    "C": re.compile(r"[0-9a-z]{1,20}"),
+    "F": _RATIO,  # frames per second, 0:0 unknown
+    "A": _RATIO,  # pixel aspect ratio, 0:0 unknown
+    "I": re.compile(r"[ptbm?]"),  # interlacing
+    "X": re.compile(r"[!-~]*"),  # extensions (XCOLORRANGE=FULL, XYSCSS=420P10 ...)
+}
 
 
 @dataclass(frozen=True)
@@ -65,24 +77,24 @@ class Y4MHeader:
 
     @classmethod
     def parse(cls, line: bytes, name: str = "-") -> Y4MHeader:
-        """The header from its line (without the newline); InputError / UnsupportedError."""
-        words = line.decode("ascii", "replace").split()
-        if not words or words[0] != MAGIC.decode():
+        """The header from its line (without the newline). Every field is checked before
+        anything is allocated: InputError for a malformed or repeated one, UnsupportedError
+        for a frame size or colour format deband does not handle."""
+        words = line.split()
+        if not words or words[0] != MAGIC:
             raise InputError(f"{name}: not a YUV4MPEG2 stream (it starts with {line[:20]!r})")
-        width = height = None
-        colour, tokens = "420jpeg", []
-        for w in words[1:]:
-            if w[0] == "W":
-                width = _number(w, name)
-            elif w[0] == "H":
-                height = _number(w, name)
-            elif w[0] == "C":
-                colour = w[1:]
-            else:
-                tokens.append(w)
-        if not width or not height:
+        fields, tokens = {}, []
+        for word in words[1:]:
+            tag, value = _field(word, name)
+            if tag in fields and tag != "X":
+                raise InputError(f"{name}: YUV4MPEG2 header gives {tag} twice: {line[:80]!r}")
+            fields[tag] = value
+            if tag not in "WHC":
+                tokens.append(tag + value)
+        if "W" not in fields or "H" not in fields:
             raise InputError(f"{name}: YUV4MPEG2 header without a frame size: {line[:80]!r}")
-        family, bits, siting = _chroma(colour, name)
+        width, height = _side(fields["W"], "W", name), _side(fields["H"], "H", name)
+        family, bits, siting = _chroma(fields.get("C", "420jpeg"), name)
         return cls(width, height, family, bits, siting, tuple(tokens))
 
     @property
@@ -99,12 +111,8 @@ class Y4MHeader:
         """Frames per second from the F token; None when absent or 0:0."""
         for t in self.tokens:
             if t[0] == "F":
-                num, _, den = t[1:].partition(":")
-                try:
-                    rate = Fraction(int(num), int(den or 1))
-                except (ValueError, ZeroDivisionError):
-                    return None
-                return rate if rate > 0 else None
+                num, den = map(int, t[1:].split(":"))
+                return Fraction(num, den) if num else None
         return None
 
     def plane_shapes(self) -> list[tuple[int, int]]:
@@ -132,11 +140,31 @@ class Y4MHeader:
         return b" ".join([MAGIC, *(f.encode("ascii") for f in fields)]) + b"\n"
 
 
-def _number(token: str, name: str) -> int:
-    try:
-        return int(token[1:])
-    except ValueError:
-        raise InputError(f"{name}: bad YUV4MPEG2 header field {token!r}") from None
+def _field(word: bytes, name: str) -> tuple[str, str]:
+    """(tag, value) of a header field whose value has the form its tag asks for."""
+    text = word.decode("ascii", "replace")
+    pattern = _FIELDS.get(text[0])
+    if pattern is None or not pattern.fullmatch(text[1:]):
+        raise _bad_field(word, name)
+    if text[0] in "FA":
+        num, den = map(int, text[1:].split(":"))
+        if (num == 0) != (den == 0):  # 0:0 is unknown; n:0 and 0:d are nothing
+            raise _bad_field(word, name)
+    return text[0], text[1:]
+
+
+def _bad_field(word: bytes, name: str) -> InputError:
+    return InputError(f"{name}: bad YUV4MPEG2 header field {word[:40]!r}")
+
+
+def _side(value: str, tag: str, name: str) -> int:
+    """A frame width (W) or height (H): 1 to _MAX_SIDE."""
+    side = int(value)
+    if side == 0:
+        raise _bad_field((tag + value).encode(), name)
+    if side > _MAX_SIDE:
+        raise UnsupportedError(f"{name}: YUV4MPEG2 frame size {tag}{value} is over {_MAX_SIDE} pixels")
+    return side
 
 
 def _chroma(tag: str, name: str) -> tuple[str, int, str]:
@@ -275,33 +303,43 @@ def deband_y4m(
     start/duration (frames skipped/stopped at the header's rate, 25 when it has none),
     compare, batch and seed apply; codec, crf, preset and overwrite do not. The header is
     written with the first frame, so nothing is written when no frame is. Raises InputError
-    (not YUV4MPEG2, a broken or truncated frame, no frame in range), UnsupportedError (mono,
-    4:1:1, alpha), and BrokenPipeError when the reader of dst goes away.
+    (not YUV4MPEG2, a bad header field, a broken or truncated frame: after writing the
+    complete frames before it; no frame in range), UnsupportedError (mono, 4:1:1, alpha,
+    frames over 16384 pixels a side), and BrokenPipeError when the reader of dst goes away.
     """
     options = options or VideoOptions()
     t0, report = time.perf_counter(), VideoReport()
     header = read_header(src, name)
-    window = _Window.of(header, options)
     writer = Y4MWriter(dst, header, restorer, options)
-    params, codes = [], []
     with tqdm(unit="frame", disable=not progress, desc=name) as bar:
-        for k, (p, planes) in enumerate(read_frames(src, header, name)):
-            if window.end is not None and k >= window.end:
-                break
-            if k < window.first:
-                continue
-            report.frames_in += 1
-            params.append(p)
-            codes.append(planes)
-            if len(codes) == options.batch:
-                writer.write(params, codes, report)
-                bar.update(len(codes))
-                params, codes = [], []
-        if codes:
-            writer.write(params, codes, report)
-            bar.update(len(codes))
+        for batch in _batches(read_frames(src, header, name), _Window.of(header, options), options.batch):
+            report.frames_in += len(batch)
+            params, codes = zip(*batch)
+            writer.write(list(params), list(codes), report)
+            bar.update(len(batch))
     report.frames_out = writer.written
     if writer.written == 0:
         raise InputError(f"{name}: no video frames in the selected range")
     report.total_s = time.perf_counter() - t0
     return report
+
+
+def _batches(frames: Iterator[tuple], window: _Window, size: int) -> Iterator[list[tuple]]:
+    """The frames inside `window`, `size` at a time. When the stream breaks (InputError:
+    a truncated frame, a bad FRAME line), the complete frames before it come first."""
+    batch, error = [], None
+    try:
+        for k, frame in enumerate(frames):
+            if window.end is not None and k >= window.end:
+                break
+            if k >= window.first:
+                batch.append(frame)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except InputError as e:
+        error = e
+    if batch:
+        yield batch
+    if error is not None:
+        raise error
