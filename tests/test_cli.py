@@ -274,6 +274,7 @@ def test_truncated_source_is_lifted_by_its_offset(tmp_path, tiny_weights):
         r = deband("image", src, "-o", tmp_path / "bad.png", "--truncated", bad)
         assert r.returncode == USAGE and len(r.stderr.strip().splitlines()) == 1 and "--truncated" in r.stderr
 
+
 FLOAT_OPTIONS = [  # every float option: a command line it belongs to, the option, a finite value out of its range
     (["video", "in.mp4", "-o", "out.mkv"], "--start", "-1"),
     (["video", "in.mp4", "-o", "out.mkv"], "--start", "1e9"),
