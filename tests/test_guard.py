@@ -143,3 +143,23 @@ def test_faint_colour_detail_keeps_todays_bound() -> None:
     assert WIDE.chroma_bound(x).max() == 0
     r = torch.rand(1, 3, 96, 192, generator=g)
     assert torch.equal(WIDE(x, r), Guard()(x, r))
+
+
+def test_chroma_on_a_coarse_grid_may_move_half_its_step() -> None:
+    """Cb/Cr stored at 5 bits (steps of 8 limited-range codes) over textured luma, delivered as
+    8-bit R'G'B': the chroma's own grid lets each plane move 4 codes."""
+    from deband.delivery import store_ycbcr
+
+    g = torch.Generator().manual_seed(6)
+    y = 0.45 + 0.03 * torch.rand(1, 96, 192, generator=g)  # luma texture
+    hue = torch.rand(2, 3, 6, generator=g) * 0.2 - 0.1  # blotches of colour 32 px wide
+    hue = torch.nn.functional.interpolate(hue[None], scale_factor=32.0, mode="nearest")[0]
+    from deband.pixels import ycbcr_to_rgb
+
+    clean = ycbcr_to_rgb(torch.cat([y, hue])[None]).clamp(0, 1)[0]
+    x = store_ycbcr(clean, 8, 5, source_bits=10)[None]
+    x = (x * 255).round() / 255
+    b = WIDE.chroma_bound(x) * 224
+    assert b.median() >= 4 - 1e-4  # half of the 8-code step
+    no_grid = Guard(chroma=True, chroma_grid_share=1.01, chroma_flat_diff=0.0)  # nothing counts as flat either
+    assert no_grid.chroma_bound(x).max() == 0  # so it is the grid that gives the room

@@ -28,7 +28,9 @@ tens of pixels wide, so it varies slowly). Two widenings, each found from the in
 - *chroma bands* (`chroma`): Cb and Cr, taken at half resolution (where R'G'B' rounding
   averages out and 4:2:0 chroma lives), are judged flat on their own, as above; where a
   plane is, its change may reach `step_share` of its own step even when the luma around it
-  is textured. Blotches of colour over hair or skin are steps of Cb/Cr alone.
+  is textured. And where a plane's limited-range codes sit on a 4-7-bit grid (chroma stored
+  at fewer bits than luma), it may move half that grid's step. Blotches of colour over hair
+  or skin are steps of Cb/Cr alone.
 
 Where neither finds anything the bound is the one above, unchanged. Both are off by default:
 they pay only with a restorer trained to use the room (the shipped one, given it, smooths
@@ -67,6 +69,8 @@ class Guard:
     chroma: bool = False  # widen the bound of Cb/Cr where they are flat on their own
     chroma_flat_diff: float = 0.5 * CODE  # a half-resolution Cb/Cr difference under this is flat
     chroma_cap: float = 24 * CODE  # Cb/Cr band steps are taken as at most this
+    chroma_grid_share: float = 0.85  # share of a window's Cb (or Cr) codes on a 4-7-bit grid for it to count
+    chroma_grid_tolerance: float = 0.75  # 8-bit codes: Cb/Cr from rounded R'G'B' lie this close to their level
 
     def __post_init__(self) -> None:
         if self.block < 1:
@@ -122,7 +126,26 @@ class Guard:
         step = _window(_blocks(torch.maximum(dx, dy), half, F.max_pool2d), self.blocks, F.max_pool2d)
         inside = self.step_share * step.clamp(max=self.chroma_cap)
         b = torch.where(share > self.flat_share, inside, torch.zeros_like(inside))
+        b = torch.maximum(b, self._chroma_grid(rgb_to_ycbcr(x[:, :, ::2, ::2])[:, 1:].reshape(2 * n, 1, *c.shape[-2:])))
         return _full(b, 2 * half, h, w).reshape(n, 2, h, w)
+
+    def _chroma_grid(self, c: torch.Tensor) -> torch.Tensor:
+        """Half the step of the coarsest 4-7-bit grid of limited-range 8-bit Cb/Cr codes
+        (steps of 16 ... 2 codes) that a plane sits on over the window around each block,
+        with at least two of its levels there (0 where none). c: (m, 1, h, w) Cb or Cr values
+        sampled on every other pixel; returns (m, 1, blocks high, blocks wide), in Cb/Cr units."""
+        half = max(self.block // 2, 1)
+        codes = c * 224 + 128  # 8-bit limited-range codes
+        lo = -_window(_blocks(-codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        hi = _window(_blocks(codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        found = torch.zeros_like(lo)
+        for bits in GRID_BITS:  # finer first: a coarser grid found later overrides it
+            q = 2.0 ** (8 - bits)
+            on = ((codes / q - (codes / q).round()).abs() * q < self.chroma_grid_tolerance).to(c.dtype)
+            share = _window(_blocks(on, half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+            hit = (share >= self.chroma_grid_share) & (hi - lo >= q - self.chroma_grid_tolerance)
+            found = torch.where(hit, q / 2 / 224, found)
+        return found
 
     def __call__(self, x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         """restored, moved back to within the bounds of x. Both (n, c, h, w) on [0, 1], same
