@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deband.chroma import subsample_420
-from deband.encoders import available, round_trip
-from deband.evalsets import folder_set, synthetic_set
+from deband.evaluation.evalsets import folder_set, synthetic_set
+from deband.io.chroma import subsample_420
+from deband.io.pixels import rgb_to_ycbcr, tpdf_pattern, ycbcr_codes
 from deband.metrics import cambi
-from deband.pixels import rgb_to_ycbcr, tpdf_pattern, ycbcr_codes
-from deband.restore import Debander
+from deband.restore.debander import Debander
+from deband.synthesis.encoders import available, round_trip
 from deband.video.colour import codes_to_frame
 
 CRF, PRESET = 18, "medium"  # deband video's defaults

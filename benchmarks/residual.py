@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
+from deband.evaluation.realsets import real_set, real_set_names
+from deband.io.pixels import rgb_to_ycbcr
 from deband.metrics import psnr
-from deband.pixels import rgb_to_ycbcr
-from deband.realsets import real_set, real_set_names
-from deband.restore import Debander
+from deband.restore.debander import Debander
 
 
 def coarse_part(img: np.ndarray, sigma: float) -> np.ndarray:

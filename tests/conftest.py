@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from deband.config import ModelConfig
-from deband.model import UNet
+from deband.model.unet import UNet
 
 TINY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16, smooth_scales=3)
 IDENTITY = ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16, smooth_scales=0)  # untrained: exactly x
@@ -25,7 +25,7 @@ def tiny_model() -> UNet:
 
 @pytest.fixture
 def tiny_weights(tmp_path, tiny_model):
-    from deband.checkpoint import save_weights
+    from deband.model.checkpoint import save_weights
 
     path = tmp_path / "tiny.safetensors"
     save_weights(tiny_model, path)

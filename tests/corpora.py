@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deband.io import write_image
+from deband.io.files import write_image
 
 HELD_OUT_RGB = (0.95, 0.05, 0.95)  # magenta: far from every train image's colours
 

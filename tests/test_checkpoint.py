@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import randomised
-from deband.checkpoint import (
+from deband.errors import InputError
+from deband.model.checkpoint import (
     DEFAULT_WEIGHTS,
     interpolate,
     load_model,
@@ -15,8 +16,7 @@ from deband.checkpoint import (
     save_training_state,
     save_weights,
 )
-from deband.errors import InputError
-from deband.model import UNet
+from deband.model.unet import UNet
 
 
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
@@ -86,7 +86,7 @@ def test_training_state_round_trip(tmp_path, tiny_model):
 
 
 def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model, monkeypatch):
-    import deband.checkpoint
+    import deband.model.checkpoint
 
     save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 1})
     save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 2})
@@ -99,7 +99,7 @@ def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model
         open(path, "wb").write(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(deband.checkpoint, "save_file", interrupted)
+    monkeypatch.setattr(deband.model.checkpoint, "save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "s.pt"]

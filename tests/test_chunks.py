@@ -18,8 +18,8 @@ import torch
 
 from clips import make_clip
 from deband.config import ModelConfig
-from deband.model import UNet
-from deband.restore import Debander
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video
 from deband.video.chunks import Keyframes, plan_chunks, scan_keyframes
 from deband.video.jobs import ChunkOptions, deband_video_chunked

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
-from deband.io import read_image, write_image
+from deband.io.files import read_image, write_image
 
 
 def deband(*args, cwd=None):
@@ -121,7 +121,7 @@ def test_guard_bounds_changes_unless_turned_off(tmp_path, tiny_weights):
 
 def test_parser_imports_no_heavy_module():
     code = ("import sys; from deband.cli import build_parser; build_parser(); "
-            "heavy = {'torch', 'av', 'cv2', 'deband.train'} & set(sys.modules); assert not heavy, heavy")
+            "heavy = {'torch', 'av', 'cv2', 'deband.training.loop'} & set(sys.modules); assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 

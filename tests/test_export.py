@@ -6,12 +6,12 @@ import pytest
 
 from deband.cli import OUTPUT, USAGE
 from deband.errors import OutputExistsError
-from deband.restore import Debander
+from deband.restore.debander import Debander
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from deband.export import export_onnx  # noqa: E402
+from deband.restore.export import export_onnx  # noqa: E402
 
 SIZES = [(37, 53), (64, 96), (97, 131), (33, 47), (130, 257)]
 

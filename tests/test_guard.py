@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deband.guard import CODE, Guard
+from deband.restore.guard import CODE, Guard
 
 WIDE = Guard(grid=True, chroma=True)  # the guard with both widenings
 
@@ -71,7 +71,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_debander_applies_the_guard_unless_told_not_to() -> None:
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     class Eraser(torch.nn.Module):  # predicts mid-grey everywhere: erases all detail
         def forward(self, x, t):
@@ -113,7 +113,7 @@ def test_no_grid_in_8_bit_texture_two_level_text_or_flat_areas() -> None:
 
 def chroma_bands_over_texture(h: int = 128, w: int = 256) -> torch.Tensor:
     """Luma texture (+-2 codes) under Cb steps of 8 codes every 32 px, as 8-bit R'G'B'. (1, 3, h, w)."""
-    from deband.pixels import ycbcr_to_rgb
+    from deband.io.pixels import ycbcr_to_rgb
 
     g = torch.Generator().manual_seed(3)
     y = 0.5 + torch.randint(-2, 3, (1, h, w), generator=g).float() * CODE
@@ -123,7 +123,7 @@ def chroma_bands_over_texture(h: int = 128, w: int = 256) -> torch.Tensor:
 
 
 def test_chroma_bands_over_textured_luma_may_dissolve_but_luma_texture_stays() -> None:
-    from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+    from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 
     x = chroma_bands_over_texture()
     assert Guard().bound(x).max() <= 0.25 * CODE + 1e-7  # luma texture: today's bound

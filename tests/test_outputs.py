@@ -4,7 +4,7 @@ import signal
 import pytest
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
-from deband.outputs import atomic_output, check_output, same_file, temporary_beside, terminate_as_interrupt
+from deband.io.outputs import atomic_output, check_output, same_file, temporary_beside, terminate_as_interrupt
 
 
 def _names(folder):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from corpora import make_corpus
+from deband.data.pack import Pack, PackConfig, build_pack, choose_crop, decode, encode
 from deband.errors import InputError
-from deband.io import read_image
-from deband.pack import Pack, PackConfig, build_pack, choose_crop, decode, encode
-from deband.pixels import to_codes
+from deband.io.files import read_image
+from deband.io.pixels import to_codes
 
 
 @pytest.fixture

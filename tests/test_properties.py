@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY, randomised
-from deband.io import read_image, write_image
-from deband.model import UNet
-from deband.pixels import to_codes
-from deband.restore import Debander, tiled, to_float
+from deband.io.files import read_image, write_image
+from deband.io.pixels import to_codes
+from deband.model.unet import UNet
+from deband.restore.debander import Debander, tiled, to_float
 
 torch.manual_seed(0)
 MODEL = randomised(UNet(TINY))  # module level: Hypothesis cannot reuse function-scoped fixtures

@@ -12,10 +12,8 @@ import pytest
 import torch
 
 from deband.errors import InputError
-from deband.faintsets import FAINT_KINDS, faint_scene, faint_set
-from deband.io import write_image
-from deband.pixels import quantise
-from deband.realsets import (
+from deband.evaluation.faintsets import FAINT_KINDS, faint_scene, faint_set
+from deband.evaluation.realsets import (
     CODECS,
     COLOUR,
     REQUANTISATIONS,
@@ -32,8 +30,10 @@ from deband.realsets import (
     real_set_names,
     texture_map,
 )
-from deband.scoring import detail_kept, detail_region, identity, local_rms
-from deband.scoring import score as score_method
+from deband.evaluation.scoring import detail_kept, detail_region, identity, local_rms
+from deband.evaluation.scoring import score as score_method
+from deband.io.files import write_image
+from deband.io.pixels import quantise
 
 
 def _picture(h: int, w: int, seed: int) -> np.ndarray:

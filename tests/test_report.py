@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from deband.evalreport import report_text, write_report
-from deband.report import crops_figure, crops_grid, steps_figure, steps_plot
-from deband.scoring import Row
+from deband.evaluation.evalreport import report_text, write_report
+from deband.evaluation.report import crops_figure, crops_grid, steps_figure, steps_plot
+from deband.evaluation.scoring import Row
 
 NAME = "all synthetic (mean)"
 

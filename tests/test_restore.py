@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deband.restore import Debander, tiled, to_float
+from deband.restore.debander import Debander, tiled, to_float
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (97, 131), (300, 257)])
@@ -56,7 +56,7 @@ def test_restore_shape_contract_and_alpha_untouched(tiny_model, shape, dtype):
 
 def test_untrained_model_restores_to_the_input():
     from conftest import IDENTITY
-    from deband.model import UNet
+    from deband.model.unet import UNet
 
     img = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
     assert np.allclose(Debander(UNet(IDENTITY).eval(), steps=3).restore(img), img, atol=1e-6)
@@ -69,7 +69,7 @@ def test_to_float_rejects_other_types():
 
 FAULTS = """
 import resource, sys, torch
-from deband.restore import keep_freed_memory
+from deband.restore.debander import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from deband.cli import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
-from deband.io import read_image, write_image
+from deband.io.files import read_image, write_image
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deband"
 

@@ -20,10 +20,10 @@ pytest.importorskip("multipart", reason="python-multipart is not installed")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from deband.images import banding_map  # noqa: E402
-from deband.io import read_image, write_image  # noqa: E402
-from deband.restore import Debander  # noqa: E402
-from deband.serve import Result, ResultStore, ServeOptions, create_app  # noqa: E402
+from deband.apps.serve import Result, ResultStore, ServeOptions, create_app  # noqa: E402
+from deband.io.files import read_image, write_image  # noqa: E402
+from deband.restore.debander import Debander  # noqa: E402
+from deband.restore.images import banding_map  # noqa: E402
 
 
 def banded_png(tmp_path, name="banded.png", w=128, h=64, levels=63, flip=False) -> bytes:
@@ -320,7 +320,7 @@ def test_busy_port_is_a_usage_error(server, tiny_weights):
 
 
 def test_reads_what_read_image_reads(client, tmp_path):
-    """TIFF (16-bit), JPEG and WebP uploads go through `deband.io.read_image` too."""
+    """TIFF (16-bit), JPEG and WebP uploads go through `deband.io.files.read_image` too."""
     x = (np.linspace(0, 1, 64)[None, :, None].repeat(32, 0).repeat(3, 2) * 65535).astype(np.uint16)
     write_image(tmp_path / "a.tif", x)
     from PIL import Image

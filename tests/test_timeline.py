@@ -1,4 +1,4 @@
-"""deband.timeline and deband.timelinereport: CAMBI over time, scene cuts, banded scenes,
+"""deband.video.timeline and deband.video.timelinereport: CAMBI over time, scene cuts, banded scenes,
 the CSV/HTML reports, and restoring only banded scenes (library and CLI)."""
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import torch
 from clips import make_clip
 from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE, main
 from deband.errors import InputError, OutputExistsError
-from deband.timeline import (
+from deband.video import VideoOptions, deband_video, read_video_rgb
+from deband.video.analysis import iter_frames
+from deband.video.timeline import (
     FrameScore,
     OnlyBanded,
     TimelineOptions,
@@ -29,9 +31,7 @@ from deband.timeline import (
     scenes_of,
     thumbnail,
 )
-from deband.timelinereport import scenes_path, write_report
-from deband.video import VideoOptions, deband_video, read_video_rgb
-from deband.video.analysis import iter_frames
+from deband.video.timelinereport import scenes_path, write_report
 
 SIZE = (160, 120)  # CAMBI's window at this size is 3 pixels; at 64x48 it is 1 and scores 0
 SCENE = 6  # frames per scene: banded, clean, banded
@@ -245,7 +245,7 @@ def test_cli_inspect_video_csv_and_html(clip, tmp_path):
 
 
 def test_cli_inspect_image_still_writes_a_heat_map(tmp_path, capsys):
-    from deband.io import read_image, write_image
+    from deband.io.files import read_image, write_image
 
     ramp = np.floor(np.linspace(0, 63, 200))[None, :, None].repeat(120, 0).repeat(3, 2) * 4
     write_image(tmp_path / "ramp.png", ramp.astype(np.uint8))

@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from deband.checkpoint import load_model
 from deband.cli import main
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
-from deband.data import PairStream, RunSeeds
-from deband.train import ConfigMismatchError, lr_at, patch_at, train
+from deband.data.pairs import PairStream, RunSeeds
+from deband.model.checkpoint import load_model
+from deband.training.loop import ConfigMismatchError, lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
     model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
@@ -61,7 +61,7 @@ def test_torchrun_two_processes(tmp_path):
     save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "deband.train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
+           "-m", "deband.training.loop", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr + proc.stdout
@@ -70,7 +70,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_spike_guard_flags_blow_ups_only():
-    from deband.train import SpikeGuard
+    from deband.training.loop import SpikeGuard
 
     guard = SpikeGuard(factor=20)
     for i in range(50):
@@ -85,8 +85,8 @@ def test_spike_guard_flags_blow_ups_only():
 
 
 def test_train_step_skips_a_spike(tiny_model):
-    from deband.losses import RestorationLoss
-    from deband.train import train_step
+    from deband.training.loop import train_step
+    from deband.training.losses import RestorationLoss
 
     opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in tiny_model.parameters()]
@@ -110,8 +110,8 @@ def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
 
 
 def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path):
-    from deband.checkpoint import save_weights
-    from deband.model import UNet
+    from deband.model.checkpoint import save_weights
+    from deband.model.unet import UNet
 
     start = UNet(TINY_TRAIN.model)
     for p in start.parameters():
@@ -171,7 +171,7 @@ def test_train_leaves_global_state_alone(tmp_path):
 
 
 def test_exact_arithmetic_restores_the_backend_flags():
-    from deband.train import exact_arithmetic
+    from deband.training.loop import exact_arithmetic
 
     before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     with exact_arithmetic(torch.device("cuda")):

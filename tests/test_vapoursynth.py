@@ -1,4 +1,4 @@
-"""deband.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/vsenv.py).
+"""deband.apps.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/vsenv.py).
 
 Each test writes a small script, runs it in that venv and checks what it saved here.
 """
@@ -13,19 +13,19 @@ import pytest
 import torch
 
 from conftest import IDENTITY
-from deband import pixels
-from deband.checkpoint import save_weights
-from deband.chroma import subsample_420
+from deband.io import pixels
+from deband.io.chroma import subsample_420
 from deband.metrics import cambi
-from deband.model import UNet
-from deband.restore import Debander
+from deband.model.checkpoint import save_weights
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vapoursynth_deband.vpy"
 
 HEAD = """
 import json, sys, threading, time
 import numpy as np, vapoursynth as vs
-from deband.vapoursynth import deband
+from deband.apps.vapoursynth import deband
 core = vs.core
 out_dir = sys.argv[1]
 
@@ -253,7 +253,7 @@ json.dump([out.format.name, len(out), props(banded), props(out.get_frame(3))], o
 def test_module_imports_without_vapoursynth():
     code = """import sys
 sys.modules["vapoursynth"] = None  # as if not installed
-import deband.vapoursynth as m
+import deband.apps.vapoursynth as m
 print("imported")
 try:
     m.deband(None)

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from clips import H, W, add_audio, encode_audio, make_clip, planes_for
 from deband.config import ModelConfig
 from deband.errors import InputError, OutputExistsError, SameFileError, UnsupportedError
-from deband.model import UNet
-from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.restore import Debander
+from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
 from deband.video.colour import Colour, codes_to_frame, dither_patterns, frame_to_planes, planes_to_codes
 
@@ -431,7 +431,7 @@ def test_failure_midway_leaves_nothing(h264_aac, tmp_path, error):
 STALL = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from deband.outputs import terminate_as_interrupt
+    from deband.io.outputs import terminate_as_interrupt
     from deband.video import VideoOptions, deband_video
 
     src, dst, ready = sys.argv[1:]

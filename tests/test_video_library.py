@@ -57,7 +57,7 @@ def test_folder_mode_goes_past_a_bad_file(tmp_path, tiny_weights):
 
 def test_folder_mode_resumes_a_partial_output(tmp_path, tiny_weights):
     """A work folder left by an interrupted run of the same command is picked up."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
     from deband.video import VideoOptions
     from deband.video.jobs import ChunkOptions
     from deband.video.library import deband_library

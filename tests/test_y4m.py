@@ -28,8 +28,8 @@ RATE = Fraction(30000, 1001)
 def identity_weights(tmp_path_factory) -> Path:
     """An untrained UNet: zero-initialised heads make it exactly the identity."""
     from conftest import IDENTITY
-    from deband.checkpoint import save_weights
-    from deband.model import UNet
+    from deband.model.checkpoint import save_weights
+    from deband.model.unet import UNet
 
     path = tmp_path_factory.mktemp("w") / "identity.safetensors"
     save_weights(UNet(IDENTITY).eval(), path)

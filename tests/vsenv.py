@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-# deband's imports on the path of deband.vapoursynth (restore, checkpoint, video.colour) and
+# deband's imports on the path of deband.apps.vapoursynth (restore, checkpoint, video.colour) and
 # the ONNX plugin; torch is the PyPI wheel for cp312 (with its CUDA libraries).
 REQUIREMENTS = (
     "vapoursynth",

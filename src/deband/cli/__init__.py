@@ -28,10 +28,10 @@ from deband.errors import (
     TooManyPixelsError,
     UnsupportedError,
 )
-from deband.outputs import terminate_as_interrupt
+from deband.io.outputs import terminate_as_interrupt
 
 if TYPE_CHECKING:
-    from deband.folders import FolderReport
+    from deband.io.folders import FolderReport
 
 # Exit codes, as documented in the README
 USAGE = 2  # bad command line or option value
@@ -78,7 +78,7 @@ def describe(error: DebandError) -> str:
 
 
 def summarise(report: FolderReport, done: int, kind: str) -> None:
-    """The last lines of a folder mode (`deband.folders`): the files it left out, and the tally."""
+    """The last lines of a folder mode (`deband.io.folders`): the files it left out, and the tally."""
     if report.left_out:
         names = [p.name for p in report.left_out]
         more = f" and {len(names) - 8} more" if len(names) > 8 else ""

@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from deband.export import export_onnx
+    from deband.restore.export import export_onnx
 
     try:
         path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights,

@@ -85,7 +85,7 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_device(device: str) -> None:
-    from deband.restore import resolve_device
+    from deband.restore.debander import resolve_device
 
     try:
         resolve_device(device)
@@ -95,8 +95,8 @@ def check_device(device: str) -> None:
 
 def load_debander(args: argparse.Namespace, device: str | None = None):
     """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
-    from deband.guard import Guard
-    from deband.restore import Debander, keep_freed_memory
+    from deband.restore.debander import Debander, keep_freed_memory
+    from deband.restore.guard import Guard
 
     device = device or args.device
     check_device(device)
@@ -117,7 +117,7 @@ def ray_cluster(args: argparse.Namespace) -> Iterator:
     """Connected to the cluster --ray names while inside; yields its ClusterOptions."""
     if importlib.util.find_spec("ray") is None:
         raise UsageError("--ray needs Ray: pip install 'deband[cluster]'")
-    from deband.cluster import ClusterOptions, connect
+    from deband.cluster.tasks import ClusterOptions, connect
 
     cluster = ClusterOptions(address=None if args.ray == "auto" else args.ray, device=args.device)
     with connect(cluster.address):

@@ -16,7 +16,7 @@ EPILOG_TRAIN = """examples:
   deband train --out runs/mine --resume               continue an interrupted run
   deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
   deband train --out runs/tuned --init model.safetensors   fine-tune existing weights
-  torchrun --nproc_per_node 2 -m deband.train --out runs/ddp   data-parallel
+  torchrun --nproc_per_node 2 -m deband.training.loop --out runs/ddp   data-parallel
 """
 
 
@@ -127,7 +127,7 @@ def train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from deband.train import ConfigMismatchError, train
+    from deband.training.loop import ConfigMismatchError, train
 
     try:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
-    from deband.checkpoint import interpolate, load_model, save_weights
+    from deband.model.checkpoint import interpolate, load_model, save_weights
 
     if not 0 <= args.share <= 1:
         raise UsageError(f"deband mix: --share must be in [0, 1], got {args.share}")
@@ -149,7 +149,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from deband.evaluate import REAL_MEAN, markdown, run_eval, save_json
+    from deband.evaluation.evaluate import REAL_MEAN, markdown, run_eval, save_json
 
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
@@ -168,11 +168,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         save_json(results, args.json)
     if args.markdown:
-        from deband.evalreport import write_markdown
+        from deband.evaluation.evalreport import write_markdown
 
         write_markdown(results, args.markdown, "deband " + " ".join(sys.argv[1:]))
     if args.report:
-        from deband.evaluate import make_report
+        from deband.evaluation.evaluate import make_report
 
         command = "deband " + " ".join(sys.argv[1:])
         weights = str(args.weights) if args.weights else None
@@ -183,7 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def eval_corpus(folder: Path | None) -> Path | None:
     """The corpus `deband eval` uses, or None after one line saying why there is none."""
-    from deband.realsets import corpus_folder, corpus_problem
+    from deband.evaluation.realsets import corpus_folder, corpus_problem
 
     folder = corpus_folder(folder)
     problem = corpus_problem(folder)
@@ -195,7 +195,7 @@ def eval_corpus(folder: Path | None) -> Path | None:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from deband.corpus import CorpusConfig, build_corpus
+    from deband.data.corpus import CorpusConfig, build_corpus
 
     if not 0 <= args.held_out <= 1:
         raise UsageError(f"deband corpus build: --held-out must be in [0, 1], got {args.held_out}")
@@ -208,7 +208,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from deband.pack import PackConfig, build_pack
+    from deband.data.pack import PackConfig, build_pack
 
     if args.out.suffix != ".npz":
         raise UsageError(f"deband corpus pack: OUT must end in .npz, got {args.out}")

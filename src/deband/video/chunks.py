@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 
 from deband.errors import InputError
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
 from deband.video.streams import Probe, Span, Streams, open_input, open_streams, video_stream

@@ -4,7 +4,7 @@ Each frame's Y'CbCr planes are read as numbers (no swscale) and converted with t
 matrix and range (BT.709 for HD and BT.601 for SD when untagged; limited unless tagged full
 or yuvj*). PyAV's own `to_ndarray("rgb48le")` is not used: it ignores the range tag and
 falls back to BT.601 for untagged HD. Levels, matrices, rounding and dither come from
-`deband.pixels`.
+`deband.io.pixels`.
 
 Planes are lists [y (n, h, w) on [0, 1], cb, cr (n, hc, wc) on [-0.5, 0.5]], float32;
 the chroma grid (hc, wc) is the frame's own (4:2:0, 4:2:2 or 4:4:4, odd sizes rounded up).
@@ -20,8 +20,8 @@ import av
 import numpy as np
 import torch
 
-from deband import pixels
-from deband.chroma import downsample, upsample
+from deband.io import pixels
+from deband.io.chroma import downsample, upsample
 
 log = logging.getLogger(__name__)
 

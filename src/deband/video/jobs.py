@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from deband.errors import OutputError
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output
 from deband.video.chunks import (
     ChunkResult,
     Keyframes,
@@ -217,7 +217,7 @@ def _portable(restorer: Restorer) -> tuple:
     """The restorer as it travels to a worker: a Debander as its weights and settings (plain
     bytes, so no tensor memory or file descriptor is shared with the workers); any other
     restorer (a test's stand-in) as itself."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     if isinstance(restorer, Debander):
         return ("debander", *restorer.portable(), str(restorer.device))
@@ -230,7 +230,7 @@ _WORKER_RESTORER: dict[int, Restorer] = {}  # in a worker process: the restorer 
 def _rebuilt(portable: tuple) -> Restorer:
     if portable[0] == "object":
         return portable[1]
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     key = hash(portable[1])  # the same weights bytes: build the model once per worker
     if key not in _WORKER_RESTORER:

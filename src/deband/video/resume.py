@@ -24,7 +24,7 @@ import torch
 
 import deband
 from deband.errors import OutputError
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output
 from deband.video.chunks import CHUNK_SUFFIX, ChunkResult, count_frames, file_sha256
 from deband.video.options import Restorer, VideoOptions
 from deband.video.streams import Span
@@ -50,7 +50,7 @@ def input_identity(src: Path) -> dict:
 def restorer_identity(restorer: Restorer) -> dict:
     """A Debander's settings, device kind and a sha256 of its weights; for any other
     restorer, its class name."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     if not isinstance(restorer, Debander):
         return {"restorer": f"{type(restorer).__module__}.{type(restorer).__qualname__}"}
