@@ -22,6 +22,7 @@ import deband  # noqa: E402
 from clips import make_clip  # noqa: E402
 from conftest import TINY, randomised  # noqa: E402
 from deband.cluster import video as video_cluster  # noqa: E402
+from deband.cluster.images import run_batch_ray  # noqa: E402
 from deband.cluster.tasks import (  # noqa: E402
     ClusterOptions,
     Tasks,
@@ -30,7 +31,6 @@ from deband.cluster.tasks import (  # noqa: E402
     input_ref,
     local_input,
     remote,
-    run_batch_ray,
     task_shape,
 )
 from deband.cluster.video import deband_library_ray, deband_video_ray  # noqa: E402

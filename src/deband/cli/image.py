@@ -79,7 +79,7 @@ def cmd_image(args: argparse.Namespace) -> int:
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.ray is not None:
-        from deband.cluster.tasks import run_batch_ray
+        from deband.cluster.images import run_batch_ray
 
         debander = load_debander(args, "cpu")  # the workers build their own
         with ray_cluster(args) as cluster:
