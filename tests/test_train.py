@@ -61,7 +61,7 @@ def test_torchrun_two_processes(tmp_path):
     save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "deband.training.loop", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
+           "-m", "deband.cli", "train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr + proc.stdout

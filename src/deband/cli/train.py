@@ -16,7 +16,7 @@ EPILOG_TRAIN = """examples:
   deband train --out runs/mine --resume               continue an interrupted run
   deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
   deband train --out runs/tuned --init model.safetensors   fine-tune existing weights
-  torchrun --nproc_per_node 2 -m deband.training.loop --out runs/ddp   data-parallel
+  torchrun --nproc_per_node 2 -m deband.cli train --out runs/ddp   data-parallel
 """
 
 

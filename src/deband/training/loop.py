@@ -1,7 +1,7 @@
 """Training loop for the INDI restorer, assembled from small helpers.
 
 Single process: `deband train --out runs/x`. Data-parallel: `torchrun --nproc_per_node N
--m deband.training.loop --out runs/x` (gloo on CPU, nccl on CUDA). Rank 0 logs, validates and saves.
+-m deband.cli train --out runs/x` (gloo on CPU, nccl on CUDA). Rank 0 logs, validates and saves.
 Every number of a run is in `TrainConfig`; the constants below only steer the machinery.
 """
 
@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -430,13 +429,3 @@ def _periodic(run: Run, step: int, loss: float, patch: int) -> None:
         save_training_state(run.out / "state.pt", run.state(step))
         save_weights(run.ema, run.out / "model.safetensors", {"step": step})
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m deband.training.loop ...` (as torchrun starts it): the same as `deband train ...`."""
-    from deband.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
