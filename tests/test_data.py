@@ -10,12 +10,12 @@ import torch
 from corpora import HELD_OUT_RGB, make_corpus
 from deband.config import DataConfig, load_train_config
 from deband.data.pack import PackConfig, build_pack
-from deband.data.pairs import PairSampler, PairStream, RunSeeds
+from deband.data.pairs import CorpusImages, PairSampler, PairStream, RunSeeds
 from deband.errors import InputError
 from deband.io.pixels import quantise
 from deband.restore.letterbox import add_bars
 from deband.synthesis.degrade import random_degrade
-from deband.synthesis.sources import CorpusImages, add_detail, crop_pair, random_region
+from deband.synthesis.sources import add_detail, crop_pair, random_region
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deband" / "weights"
 

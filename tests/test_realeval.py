@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from deband.data.manifest import corpus_folder, split_files
 from deband.errors import InputError
 from deband.evaluation.faintsets import FAINT_KINDS, faint_scene, faint_set
 from deband.evaluation.realsets import (
@@ -19,11 +20,9 @@ from deband.evaluation.realsets import (
     REQUANTISATIONS,
     colour_set_names,
     corpus_crops,
-    corpus_folder,
     corpus_problem,
     faint_map,
     gentle_map,
-    held_out_files,
     load_held_out,
     ranked_windows,
     real_set,
@@ -64,7 +63,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_only_held_out_images_are_read(corpus: Path) -> None:
-    assert [p.name for p in held_out_files(corpus)] == ["img-1.png", "img-3.png"]
+    assert [p.name for p in split_files(corpus, "held-out")] == ["img-1.png", "img-3.png"]
     images = load_held_out(corpus)
     assert [name for name, _ in images] == ["img-1.png", "img-3.png"]
     train = {_key(np.round(_picture(96, 160, k) * 65535) / 65535) for k in (0, 2, 4)}
@@ -143,10 +142,10 @@ def test_missing_or_broken_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     broken = make_corpus(tmp_path / "b", ["held-out"], 64, 64)
     (broken / "img-0.png").unlink()
     with pytest.raises(InputError, match="img-0.png"):
-        held_out_files(broken)
+        split_files(broken, "held-out")
     (broken / "manifest.json").write_text("{")
     with pytest.raises(InputError, match="not a corpus manifest"):
-        held_out_files(broken)
+        split_files(broken, "held-out")
     monkeypatch.setenv("DEBAND_CORPUS", str(tmp_path / "env"))
     assert corpus_folder() == tmp_path / "env" and corpus_folder(tmp_path / "x") == tmp_path / "x"
     monkeypatch.delenv("DEBAND_CORPUS")

@@ -183,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def eval_corpus(folder: Path | None) -> Path | None:
     """The corpus `deband eval` uses, or None after one line saying why there is none."""
-    from deband.evaluation.realsets import corpus_folder, corpus_problem
+    from deband.data.manifest import corpus_folder
+    from deband.evaluation.realsets import corpus_problem
 
     folder = corpus_folder(folder)
     problem = corpus_problem(folder)

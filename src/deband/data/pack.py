@@ -21,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deband.data.manifest import split_files
 from deband.errors import InputError
 from deband.io.outputs import atomic_output
 from deband.io.pixels import from_codes, to_codes
-from deband.synthesis.sources import corpus_train_files, load_clean, pad_to
+from deband.synthesis.sources import load_clean, pad_to
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _shares(n: int, images: int, g: torch.Generator) -> list[int]:
 def build_pack(corpus: str | Path, out: str | Path, cfg: PackConfig = PackConfig(), overwrite: bool = False) -> dict:
     """Write the pack of corpus (a `deband corpus build` folder) to out (.npz). Returns its meta."""
     corpus = Path(corpus)
-    files = corpus_train_files(corpus)
+    files = split_files(corpus, "train")
     if not files:
         raise InputError(f"{corpus}: no train images in its manifest")
     entries = {e["file"]: e for e in json.loads((corpus / "manifest.json").read_text())["images"]}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from deband.config import DataConfig
+from deband.data.manifest import split_files
+from deband.data.pack import Pack
 from deband.errors import InputError
 from deband.io.pixels import quantise
 from deband.restore.letterbox import add_bars
@@ -15,7 +18,6 @@ from deband.synthesis.degrade import randint, uniform
 from deband.synthesis.delivery import random_banding, random_colour_banding
 from deband.synthesis.faint import faint_pair
 from deband.synthesis.sources import (
-    CorpusImages,
     add_detail,
     bundled_photos,
     crop_pair,
@@ -58,6 +60,28 @@ class RunSeeds:
     @property
     def validation(self) -> int:
         return VALIDATION_SEED
+
+
+class CorpusImages:
+    """The train images of a corpus folder (with manifest.json) or the crops of a training pack
+    (a .npz file, `deband.data.pack`), by index, decoded on first use. The last `cache` images
+    decoded stay in memory. Each image: (3, h, w) float32 on [0, 1]."""
+
+    def __init__(self, path: str | Path, cache: int = 8):
+        path = Path(path)
+        self.pack = Pack(path) if path.suffix == ".npz" else None
+        self.files = [] if self.pack is not None else split_files(path, "train")
+        self.cache, self._decoded = cache, {}
+
+    def __len__(self) -> int:
+        return len(self.pack) if self.pack is not None else len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._decoded:
+            if len(self._decoded) >= self.cache:
+                self._decoded.pop(next(iter(self._decoded)))  # the oldest entry
+            self._decoded[i] = self.pack.crop(i) if self.pack is not None else load_clean(self.files[i])
+        return self._decoded[i]
 
 
 class PairSampler:

@@ -30,8 +30,6 @@ is `size` pixels square, or the image's shorter side when that is smaller.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,14 +37,12 @@ import cv2
 import numpy as np
 import torch
 
-from deband.errors import InputError
+from deband.data.manifest import split_files
 from deband.evaluation.evalsets import Pair
 from deband.io.pixels import luma, quantise
 from deband.synthesis import encoders
 from deband.synthesis.delivery import dark_lift, requantise, store_ycbcr, ten_to_eight, through_codec, ycbcr420
 
-CORPUS_ENV = "DEBAND_CORPUS"  # environment variable naming the default corpus folder
-CORPUS_CACHE = Path("~/.cache/deband/corpus")  # the default when it is unset
 REAL_SEED = 40_000  # mixed with each image's sha256 to place its candidate windows
 CANDIDATES = 48  # candidate windows drawn per image
 MAX_OVERLAP = 0.5  # a kept window overlaps any earlier one by at most this share of its area
@@ -86,35 +82,11 @@ CODECS: dict[str, tuple[str, int, str]] = {
 }
 
 
-def corpus_folder(folder: str | Path | None = None) -> Path:
-    """The corpus folder: `folder`, else $DEBAND_CORPUS, else ~/.cache/deband/corpus."""
-    return Path(folder or os.environ.get(CORPUS_ENV) or CORPUS_CACHE).expanduser()
-
-
-def held_out_files(folder: Path) -> list[Path]:
-    """The held-out images listed in folder/manifest.json, sorted by file name.
-
-    Raises InputError when the manifest is missing, unreadable or not a corpus manifest, or
-    names a file that is not there."""
-    manifest = folder / "manifest.json"
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))["images"]
-        names = sorted(e["file"] for e in entries if e["split"] == "held-out")
-    except FileNotFoundError:
-        raise InputError(f"{manifest}: no such file (not a corpus folder)") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{manifest}: not a corpus manifest ({e})") from None
-    for name in names:
-        if Path(name).name != name or not (folder / name).is_file():
-            raise InputError(f"{manifest}: lists {name!r}, which is not a file in {folder}")
-    return [folder / name for name in names]
-
-
 def corpus_problem(folder: Path) -> str | None:
     """Why `folder` cannot give real-content sets (no manifest, or no held-out image), or None."""
     if not (folder / "manifest.json").is_file():
         return f"no corpus at {folder} (no manifest.json)"
-    if not held_out_files(folder):
+    if not split_files(folder, "held-out"):
         return f"{folder / 'manifest.json'} lists no held-out image"
     return None
 
@@ -123,7 +95,7 @@ def load_held_out(folder: Path) -> list[Image]:
     """Every held-out image of the corpus, read exactly: [(file name, (h, w, 3) float32)]."""
     from deband.io.files import read_image
 
-    return [(p.name, read_image(p, max_pixels=None).rgb()) for p in held_out_files(folder)]
+    return [(p.name, read_image(p, max_pixels=None).rgb()) for p in sorted(split_files(folder, "held-out"))]
 
 
 def gentle_map(img: np.ndarray) -> np.ndarray:

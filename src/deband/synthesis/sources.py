@@ -221,48 +221,6 @@ def random_crop(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     return crop
 
 
-# --- corpora: real images for training ---------------------------------------------------
-
-
-def corpus_train_files(folder: str | Path) -> list[Path]:
-    """The images of a corpus folder (`deband corpus build`) whose manifest entry has split
-    "train", in manifest order. Held-out images are never returned."""
-    import json
-
-    from deband.errors import InputError
-
-    manifest = Path(folder) / "manifest.json"
-    try:
-        entries = json.loads(manifest.read_text())["images"]
-        return [Path(folder) / e["file"] for e in entries if e["split"] == "train"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{manifest}: not a corpus manifest ({e})") from None
-
-
-class CorpusImages:
-    """The train images of a corpus folder (with manifest.json) or the crops of a training pack
-    (a .npz file, `deband.data.pack`), by index, decoded on first use. The last `cache` images
-    decoded stay in memory. Each image: (3, h, w) float32 on [0, 1]."""
-
-    def __init__(self, path: str | Path, cache: int = 8):
-        from deband.data.pack import Pack
-
-        path = Path(path)
-        self.pack = Pack(path) if path.suffix == ".npz" else None
-        self.files = [] if self.pack is not None else corpus_train_files(path)
-        self.cache, self._decoded = cache, {}
-
-    def __len__(self) -> int:
-        return len(self.pack) if self.pack is not None else len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if i not in self._decoded:
-            if len(self._decoded) >= self.cache:
-                self._decoded.pop(next(iter(self._decoded)))  # the oldest entry
-            self._decoded[i] = self.pack.crop(i) if self.pack is not None else load_clean(self.files[i])
-        return self._decoded[i]
-
-
 def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """x (3, h, w) edge-padded at the bottom and right to at least size x size."""
     _, h, w = x.shape
