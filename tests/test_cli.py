@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.io.files import read_image, write_image
 
 
@@ -133,7 +133,8 @@ def test_train_options_are_there_when_asked_for():
 
 def test_exit_codes_and_hints_come_from_the_cli():
     from deband import errors
-    from deband.cli import UsageError, describe, exit_code
+    from deband.cli.exits import describe, exit_code
+    from deband.cli.options import UsageError
 
     cases = [
         (UsageError("u"), 2, "u"),

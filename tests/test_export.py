@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from deband.cli import OUTPUT, USAGE
+from deband.cli.exits import OUTPUT, USAGE
 from deband.errors import OutputExistsError
 from deband.restore.debander import Debander
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.cli import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
+from deband.cli.exits import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
 from deband.io.files import read_image, write_image
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deband"

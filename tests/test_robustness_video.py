@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clips import H, W, add_audio, encode_audio, make_clip
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 

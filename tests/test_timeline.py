@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from clips import make_clip
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE, main
+from deband.cli import main
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, OutputExistsError
 from deband.video import VideoOptions, deband_video, read_video_rgb
 from deband.video.analysis import iter_frames

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 
 from clips import make_clip
-from deband.cli import OUTPUT, UNREADABLE
+from deband.cli.exits import OUTPUT, UNREADABLE
 from deband.video.library import list_videos, output_paths
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clips import H, W, planes_for
-from deband.cli import BROKEN_PIPE, UNREADABLE, USAGE
+from deband.cli.exits import BROKEN_PIPE, UNREADABLE, USAGE
 from deband.errors import InputError, UnsupportedError
 from deband.video import VideoOptions, codes_to_frame
 from deband.video.y4m import Y4MHeader, deband_y4m

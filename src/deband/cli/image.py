@@ -72,7 +72,7 @@ def cut_value(text: str) -> float:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from deband.cli import describe, exit_code, summarise
+    from deband.cli.exits import describe, exit_code, summarise
     from deband.io.files import DEFAULT_MAX_PIXELS
     from deband.restore.images import ImageOptions, run_batch
 

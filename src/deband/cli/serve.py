@@ -57,7 +57,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from deband.cli import INTERRUPTED
+    from deband.cli.exits import INTERRUPTED
     from deband.io.files import DEFAULT_MAX_PIXELS
 
     try:

@@ -122,7 +122,7 @@ def _check_ray(args: argparse.Namespace) -> None:
 def _cmd_pipe(args: argparse.Namespace, opts) -> int:
     """`deband video - -o -`: YUV4MPEG2 from stdin to stdout; messages go to stderr. When the
     reader of stdout goes away: one line and exit code BROKEN_PIPE (141, as for SIGPIPE)."""
-    from deband.cli import BROKEN_PIPE
+    from deband.cli.exits import BROKEN_PIPE
     from deband.video.y4m import deband_y4m
 
     if args.input != Path("-") or args.output != Path("-"):
@@ -140,7 +140,7 @@ def _cmd_pipe(args: argparse.Namespace, opts) -> int:
 
 def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
     """A folder: every video in it, then a summary table; the highest failure's exit code."""
-    from deband.cli import describe, exit_code, summarise
+    from deband.cli.exits import describe, exit_code, summarise
     from deband.errors import DebandError
     from deband.video.library import deband_library
 
