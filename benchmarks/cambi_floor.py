@@ -29,10 +29,10 @@ import torch
 from deband.evaluation.evalsets import folder_set, synthetic_set
 from deband.io.chroma import subsample_420
 from deband.io.pixels import rgb_to_ycbcr, tpdf_pattern, ycbcr_codes
+from deband.io.planes import codes_to_frame
 from deband.metrics import cambi
 from deband.restore.debander import Debander
 from deband.synthesis.encoders import available, round_trip
-from deband.video.colour import codes_to_frame
 
 CRF, PRESET = 18, "medium"  # deband video's defaults
 

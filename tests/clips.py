@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from deband.video import codes_to_frame
+from deband.io.planes import codes_to_frame
 
 W, H = 64, 48
 

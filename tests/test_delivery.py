@@ -4,10 +4,10 @@ import torch
 
 from deband.io.chroma import subsample_420, upsample
 from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.io.planes import codes_to_frame
 from deband.synthesis import delivery, encoders
 from deband.synthesis.degrade import random_degrade
 from deband.synthesis.sources import procedural_scene
-from deband.video.colour import codes_to_frame
 
 SIZES = [(64, 96), (65, 97)]  # (h, w), one odd
 

@@ -21,10 +21,11 @@ from clips import H, W, add_audio, encode_audio, make_clip, planes_for
 from deband.config import ModelConfig
 from deband.errors import InputError, OutputExistsError, SameFileError, UnsupportedError
 from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.io.planes import codes_to_frame, planes_to_codes
 from deband.model.unet import UNet
 from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
-from deband.video.colour import Colour, codes_to_frame, dither_patterns, frame_to_planes, planes_to_codes
+from deband.video.colour import Colour, dither_patterns, frame_to_planes
 
 FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
 

@@ -17,7 +17,8 @@ import pytest
 from clips import H, W, planes_for
 from deband.cli.exits import BROKEN_PIPE, UNREADABLE, USAGE
 from deband.errors import InputError, UnsupportedError
-from deband.video import VideoOptions, codes_to_frame
+from deband.io.planes import codes_to_frame
+from deband.video import VideoOptions
 from deband.video.y4m import Y4MHeader, deband_y4m
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

@@ -34,9 +34,10 @@ import torch
 from deband.config import DEFAULT_STEPS
 from deband.errors import UnsupportedError
 from deband.io import pixels
+from deband.io.planes import add_rgb_delta, codes_to_plane, planes_to_rgb
 from deband.restore.debander import Debander
 from deband.restore.guard import Guard
-from deband.video.colour import add_rgb_delta, codes_to_plane, dither_patterns, matrix_of, planes_to_rgb
+from deband.video.colour import dither_patterns, matrix_of
 from deband.video.options import Restorer
 
 _FAMILIES = ("yuv", "rgb", "gray")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 
-import av
 import numpy as np
 import torch
 from PIL import Image
 
 from deband.io.pixels import from_codes, quantise, rgb_to_ycbcr, to_codes, ycbcr_to_rgb
-from deband.synthesis.encoders import round_trip
+from deband.synthesis.encoders import through_codec
 
 
 def requantize_ycbcr(
@@ -48,19 +47,16 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def video_codec(x: torch.Tensor, codec: str, crf: int) -> torch.Tensor:
-    """One frame through H.264 ("libx264") or H.265 ("libx265") at `crf`, via PyAV.
+    """One frame through H.264 ("libx264") or H.265 ("libx265") at `crf`, the ultrafast
+    preset, converted by FFmpeg's swscale (`encoders.through_codec`).
 
     x: shape (3, h, w); h and w are cropped to even sizes for 4:2:0 and padded back.
     """
     if codec not in ("libx264", "libx265"):
         raise ValueError(f"unsupported codec {codec!r}")
     _, h, w = x.shape
-    he, we = h - h % 2, w - w % 2
-    rgb24 = to_codes(x[:, :he, :we].permute(1, 2, 0).numpy(), 8)  # (he, we, 3) uint8
-    frame = av.VideoFrame.from_ndarray(rgb24, format="rgb24").reformat(format="yuv420p")
-    frames = round_trip([frame], codec, crf, "ultrafast")
-    y = torch.from_numpy(from_codes(frames[0].to_ndarray(format="rgb24"))).permute(2, 0, 1)
-    return torch.nn.functional.pad(y[None], (0, w - we, 0, h - he), mode="replicate")[0]
+    y = through_codec([x[:, : h - h % 2, : w - w % 2]], codec, crf, "ultrafast", swscale=True)
+    return torch.nn.functional.pad(y[None], (0, w % 2, 0, h % 2), mode="replicate")[0]
 
 
 # --- random wrappers -------------------------------------------------------------------

@@ -12,13 +12,11 @@ works, odd ones included. Y'CbCr is limited range (16-235 / 16-240 at 8 bits).
 
 from __future__ import annotations
 
-import av
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deband.io.chroma import subsample_420, upsample
-from deband.io.pixels import from_codes, from_signal, quantise, rgb_to_ycbcr, to_codes, to_signal, ycbcr_to_rgb
+from deband.io.pixels import from_signal, quantise, to_signal
+from deband.io.planes import planes_to_rgb, rgb_to_planes
 from deband.synthesis import encoders
 from deband.synthesis.degrade import randint, random_degrade, uniform
 
@@ -49,9 +47,9 @@ def _to_signals(
     limited-range codes over 2**bits - 1 (see `pixels.to_signal`), on the code grid: the
     nearest codes at bits, or those of a source_bits master cut to bits by `mode`. Without
     `subsampled`, Cb and Cr keep full resolution (4:4:4)."""
-    y, cb, cr = rgb_to_ycbcr(x, matrix).unbind(-3)
+    h, w = x.shape[-2:]
     out = []
-    for i, v in enumerate([y, subsample_420(cb), subsample_420(cr)] if subsampled else [y, cb, cr]):
+    for i, v in enumerate(rgb_to_planes(x, matrix, (-(-h // 2), -(-w // 2)) if subsampled else None)):
         b = bits if i == 0 else chroma_bits
         if source_bits is None:
             out.append(quantise(to_signal(v, b, False, chroma=i > 0), b))
@@ -63,11 +61,8 @@ def _to_signals(
 
 def _from_signals(signals: list[torch.Tensor], matrix: str, bits: int, chroma_bits: int) -> torch.Tensor:
     """Inverse of `_to_signals`: chroma upsampled bilinearly, R'G'B' clamped to [0, 1]."""
-    y, cb, cr = (from_signal(s, bits if i == 0 else chroma_bits, False, i > 0) for i, s in enumerate(signals))
-    h, w = y.shape[-2:]
-    if cb.shape[-2:] != (h, w):
-        cb, cr = upsample(cb, h, w), upsample(cr, h, w)
-    return ycbcr_to_rgb(torch.stack([y, cb, cr], dim=-3), matrix).clamp(0, 1)
+    planes = [from_signal(s, bits if i == 0 else chroma_bits, False, i > 0) for i, s in enumerate(signals)]
+    return planes_to_rgb(planes, matrix)
 
 
 def store_ycbcr(
@@ -144,22 +139,6 @@ def add_grain(x: torch.Tensor, sigma: float, coarse: bool, g: torch.Generator) -
     return (x + sigma * noise[0]).clamp(0, 1)
 
 
-def _yuv_frame(signals: list[torch.Tensor]) -> av.VideoFrame:
-    """8-bit code signals [Y' (h, w), Cb, Cr (h/2, w/2)], h and w even -> a yuv420p frame."""
-    codes = [to_codes(s.numpy(), 8).ravel() for s in signals]
-    h, w = signals[0].shape
-    return av.VideoFrame.from_ndarray(np.concatenate(codes).reshape(h * 3 // 2, w), format="yuv420p")
-
-
-def _frame_signals(frame: av.VideoFrame) -> list[torch.Tensor]:
-    """A decoded yuv420p frame -> its three planes as 8-bit code signals, float32."""
-    planes = []
-    for plane in frame.planes[:3]:
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, -1)[:, : plane.width]
-        planes.append(torch.from_numpy(from_codes(rows)))
-    return planes
-
-
 def through_codec(
     x: torch.Tensor,
     encoder: str,
@@ -171,8 +150,8 @@ def through_codec(
     seed: int = 0,
     matrix: str = "bt709",
 ) -> torch.Tensor:
-    """x delivered through a video codec: limited-range 8-bit 4:2:0 (as `ycbcr420`), then
-    `encoder` ("libx264", "libx265", "libsvtav1"; see `encoders`) at `crf` and `preset`.
+    """x delivered through a video codec (`encoders.through_codec`): limited-range 8-bit 4:2:0
+    (as `ycbcr420`), then `encoder` ("libx264", "libx265", "libsvtav1") at `crf` and `preset`.
 
     With `grain` > 0, fresh grain (`add_grain`, seeded by `seed`) is added to each of
     `frames` copies of x before encoding, and the last decoded frame is returned (a
@@ -180,13 +159,10 @@ def through_codec(
     4:2:0 and cropped back. Returns (3, h, w), float32 on [0, 1]; the same bits every time.
     """
     _, h, w = x.shape
-    x = F.pad(x[None], (0, w % 2, 0, h % 2), mode="replicate")[0]
+    x = F.pad(x[None], (0, w % 2, 0, h % 2), mode="replicate")[0]  # grain is drawn over the frame as encoded
     g = torch.Generator().manual_seed(seed)
     pictures = [add_grain(x, grain, coarse, g) if grain > 0 else x for _ in range(frames)]
-    decoded = encoders.round_trip(
-        [_yuv_frame(_to_signals(p, matrix, 8, 8, None, "round")) for p in pictures], encoder, crf, preset
-    )
-    return _from_signals(_frame_signals(decoded[-1]), matrix, 8, 8)[:, :h, :w]
+    return encoders.through_codec(pictures, encoder, crf, preset, matrix)[:, :h, :w]
 
 
 # --- random wrappers -------------------------------------------------------------------

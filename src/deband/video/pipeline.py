@@ -35,16 +35,8 @@ from tqdm import tqdm
 from deband.errors import InputError, OutputError
 from deband.io.chroma import upsample
 from deband.io.outputs import atomic_output, check_output
-from deband.video.colour import (
-    add_rgb_delta,
-    codes_to_frame,
-    compose,
-    dither_patterns,
-    frame_to_planes,
-    native,
-    planes_to_codes,
-    planes_to_rgb,
-)
+from deband.io.planes import add_rgb_delta, codes_to_frame, planes_to_codes, planes_to_rgb
+from deband.video.colour import compose, dither_patterns, frame_to_planes, native
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.stages import Serial, Stages
 from deband.video.streams import Probe, Span, Streams, next_packet, open_streams, probe, repair_dts
