@@ -146,6 +146,8 @@ def test_exit_codes_and_hints_come_from_the_cli():
          "o.jpg: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8"),
         (errors.TooManyPixelsError("p"), 6, "p (raise it with --max-pixels)"),
         (errors.ResourceError("a.png: out of memory"), 6, "a.png: out of memory (try a smaller --tile)"),
+        (errors.SettingError("steps", "must be between 1 and 100, got 0"), 2,
+         "argument --steps: must be between 1 and 100, got 0"),
     ]
     for error, code, text in cases:
         assert (exit_code(error), describe(error)) == (code, text)

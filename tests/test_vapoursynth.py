@@ -110,8 +110,8 @@ def test_identity_model_returns_every_format_exactly_with_its_props(tmp_path, va
     errors = result["errors"]
     assert errors["variable format"].startswith("UnsupportedError") and "variable format" in errors["variable format"]
     assert errors["variable size"].startswith("UnsupportedError") and "variable frame size" in errors["variable size"]
-    assert errors["steps"].startswith("ValueError") and "steps" in errors["steps"]
-    assert errors["strength"].startswith("ValueError") and "strength" in errors["strength"]
+    assert errors["steps"].startswith("SettingError") and "steps" in errors["steps"]
+    assert errors["strength"].startswith("SettingError") and "strength" in errors["strength"]
 
 
 SHIPPED_SCRIPT = """

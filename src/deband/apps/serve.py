@@ -56,14 +56,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import DebandError, InputError, ResourceError, UnsupportedError
+from deband.errors import DebandError, InputError, ResourceError, SettingError, UnsupportedError
 from deband.io.files import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
 from deband.io.pixels import from_codes, to_codes
-from deband.restore.debander import Debander
+from deband.restore.debander import MAX_STEPS, Debander
 from deband.restore.images import banding_map
 
 WEB = Path(__file__).parents[1] / "web"  # the page: index.html, app.js, style.css
-MAX_STEPS = 100  # the CLI's --steps range is 1..MAX_STEPS
 RESULT_NAMES = ("before.png", "after.png", "deband-16.png", "banding-before.png", "banding-after.png")
 # what a downloaded file is called, after the upload's own name
 DOWNLOAD_SUFFIXES = {"deband-16.png": "-deband.png", "after.png": "-deband-8bit.png",
@@ -231,8 +230,8 @@ def status_of(error: DebandError) -> int:
         return 413  # over the pixel limit, or out of memory
     if isinstance(error, UnsupportedError):
         return 415  # not an image deband reads
-    if isinstance(error, InputError):
-        return 422  # truncated or corrupt
+    if isinstance(error, InputError | SettingError):
+        return 422  # truncated or corrupt; steps or strength out of range
     return 400
 
 
@@ -307,10 +306,10 @@ def create_app(debander: Debander, options: ServeOptions = ServeOptions()) -> Fa
     @app.post("/api/deband", max_body_size=options.max_upload_bytes)
     async def deband(
         file: Annotated[UploadFile, File()],
-        steps: Annotated[int, Form(ge=1, le=MAX_STEPS)] = DEFAULT_STEPS,
-        strength: Annotated[float, Form(gt=0, le=1)] = 1.0,
+        steps: Annotated[int, Form()] = DEFAULT_STEPS,
+        strength: Annotated[float, Form()] = 1.0,
     ) -> dict:
-        job = dataclasses.replace(debander, steps=steps, strength=strength)  # shares the model
+        job = dataclasses.replace(debander, steps=steps, strength=strength)  # shares the model; checks both
         start = time.perf_counter()
         result = await run_in_threadpool(deband_upload, file.file, file.filename or "upload", job,
                                          options.max_pixels, restore_lock)

@@ -189,16 +189,13 @@ def deband(
     what banding could have done to it (`deband.restore.guard`), which keeps faint detail;
     weights: a .safetensors file instead of the shipped model; seed: the 8-bit dither pattern;
     debander: an already loaded restorer (any object with `restore_batch`) used instead of weights and settings.
-    Raises UnsupportedError for formats it cannot take, ValueError for bad settings.
+    Raises UnsupportedError for formats it cannot take, SettingError (a ValueError) for steps or
+    strength out of range.
     """
     import vapoursynth as vs
 
     layout = layout_of(clip, vs)
     if debander is None:
-        if not 1 <= steps <= 100:
-            raise ValueError(f"steps must be between 1 and 100, got {steps}")
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
         debander = Debander.load(
             weights, device, steps=steps, strength=strength, tile=tile, overlap=overlap, bars=not restore_bars,
             guard=Guard() if guard else None,

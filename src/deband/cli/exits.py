@@ -17,6 +17,7 @@ from deband.errors import (
     OutputError,
     OutputExistsError,
     ResourceError,
+    SettingError,
     TooManyPixelsError,
     UnsupportedError,
 )
@@ -36,6 +37,7 @@ BROKEN_PIPE = 141  # the reader of `deband video - -o -` closed the pipe (128 + 
 # the first entry whose type matches wins
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, USAGE),
+    (SettingError, USAGE),  # an option's value out of range
     (InputError, UNREADABLE),
     (UnsupportedError, UNSUPPORTED),
     (OutputError, OUTPUT),
@@ -57,6 +59,8 @@ def exit_code(error: BaseException) -> int:
 
 def describe(error: DebandError) -> str:
     """The error's message plus a hint naming the option that gets around it, if one does."""
+    if isinstance(error, SettingError):  # the library names the setting, the command line its option
+        return f"argument --{error.setting.replace('_', '-')}: {error.problem}"
     if isinstance(error, OutputExistsError):
         return f"{error} (use --overwrite to replace it)"
     if isinstance(error, TooManyPixelsError):

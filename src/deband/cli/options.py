@@ -36,7 +36,7 @@ def int_range(lo: int, hi: int):
     return parse
 
 
-def _number(text: str) -> float:
+def number(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -46,32 +46,24 @@ def _number(text: str) -> float:
     return v
 
 
-def strength_value(text: str) -> float:
-    """A start time t in (0, 1]."""
-    v = _number(text)
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
-    return v
-
-
 def positive(text: str) -> float:
-    v = _number(text)
+    v = number(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
     return v
 
 
 def non_negative(text: str) -> float:
-    v = _number(text)
+    v = number(text)
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
 
 
 def add_restore_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
-                   help=f"INDI steps (default {DEFAULT_STEPS})")
-    p.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    # ranges are checked where the restorer takes them (deband.restore.debander.check_sampling)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"INDI steps, 1-100 (default {DEFAULT_STEPS})")
+    p.add_argument("--strength", type=number, default=1.0, help="0 < S <= 1: start time t (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--tile", type=int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")

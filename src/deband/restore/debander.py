@@ -1,6 +1,7 @@
-"""Inference: tiles with overlap and seamless blending, devices, strength, channels.
+"""Inference: tiles with overlap and seamless blending, devices, steps and strength, channels.
 
-`Debander.load().restore(array)` restores one image of any size in bounded memory.
+`Debander.load().restore(array)` restores one image of any size in bounded memory. Steps and
+strength are checked here (`check_sampling`), once, for every front end that takes them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from deband.config import DEFAULT_STEPS
-from deband.errors import ResourceError
+from deband.errors import ResourceError, SettingError
 from deband.io.pixels import from_codes
 from deband.model.checkpoint import load_model
 from deband.model.indi import sample
@@ -21,6 +22,15 @@ from deband.restore.guard import Guard
 from deband.restore.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
+MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
+
+
+def check_sampling(steps: int, strength: float) -> None:
+    """Raise SettingError unless 1 <= steps <= MAX_STEPS and 0 < strength <= 1 (a start time t)."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise SettingError("steps", f"must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 < strength <= 1:
+        raise SettingError("strength", f"must be in (0, 1], got {strength}")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -86,12 +96,12 @@ def tiled(
 class Debander:
     """A loaded restorer with its inference settings.
 
-    steps: INDI iterations; strength: t_start in (0, 1] (1 removes all banding the model
-    sees, less is gentler); tile/overlap: tile side and overlap in pixels; seed: fixes the
-    start noise when eps > 0 (the same for every frame of a video); bars: hand letterbox and
-    pillarbox bars back untouched (see `deband.restore.letterbox`); guard: the detail guard that
-    bounds each pixel's change by what banding could have done to it (see `deband.restore.guard`;
-    None restores without it).
+    steps: INDI iterations, 1 to MAX_STEPS; strength: t_start in (0, 1] (1 removes all banding
+    the model sees, less is gentler; either out of range raises SettingError); tile/overlap:
+    tile side and overlap in pixels; seed: fixes the start noise when eps > 0 (the same for
+    every frame of a video); bars: hand letterbox and pillarbox bars back untouched (see
+    `deband.restore.letterbox`); guard: the detail guard that bounds each pixel's change by
+    what banding could have done to it (see `deband.restore.guard`; None restores without it).
     """
 
     model: torch.nn.Module
@@ -104,6 +114,9 @@ class Debander:
     seed: int = 0
     bars: bool = True
     guard: Guard | None = Guard()
+
+    def __post_init__(self) -> None:
+        check_sampling(self.steps, self.strength)
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:

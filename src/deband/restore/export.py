@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deband.errors import DebandError
+from deband.errors import DebandError, SettingError
 from deband.io.outputs import atomic_output, check_output
 from deband.model.checkpoint import DEFAULT_WEIGHTS, load_model
 from deband.model.indi import sample
+from deband.restore.debander import check_sampling
 from deband.restore.guard import Guard
 
 DEFAULT_OPSET = 17  # ONNX Runtime >= 1.11, TensorRT >= 8.6 and OpenVINO read it
@@ -54,13 +55,11 @@ class Restorer(nn.Module):
 
 
 def check_settings(steps: int, strength: float, opset: int) -> None:
-    """Raise ValueError naming the first setting out of range."""
-    if not 1 <= steps <= 100:
-        raise ValueError(f"steps must be between 1 and 100, got {steps}")
-    if not 0 < strength <= 1:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    """Raise SettingError naming the first setting out of range (steps and strength as a
+    `Debander` checks them)."""
+    check_sampling(steps, strength)
     if not 13 <= opset <= 20:
-        raise ValueError(f"opset must be between 13 and 20, got {opset}")
+        raise SettingError("opset", f"must be between 13 and 20, got {opset}")
 
 
 def _example(multiple: int, dtype: torch.dtype) -> torch.Tensor:
@@ -163,7 +162,7 @@ def export_onnx(
     fp16: the input and output are float16 (the arithmetic inside stays float32). guard: the
     detail guard (`deband.restore.guard`) ends the graph. weights: a
     .safetensors model, the shipped one when None. Written atomically; an existing `path` is
-    replaced only with `overwrite`. Raises ValueError for settings out of range, InputError
+    replaced only with `overwrite`. Raises SettingError for settings out of range, InputError
     for unreadable weights, DebandError without the onnx package and the errors of
     `deband.io.outputs.atomic_output`. Returns `path`.
     """
