@@ -57,10 +57,10 @@ from starlette.exceptions import HTTPException
 
 from deband.config import DEFAULT_STEPS
 from deband.errors import DebandError, InputError, ResourceError, SettingError, UnsupportedError
-from deband.io.files import DEFAULT_MAX_PIXELS, Picture, read_image, write_image
+from deband.io.files import DEFAULT_MAX_PIXELS, Picture, write_image
 from deband.io.pixels import from_codes, to_codes
 from deband.restore.debander import MAX_STEPS, Debander
-from deband.restore.images import banding_map
+from deband.restore.images import banding_map, output_codes, restore_file
 
 WEB = Path(__file__).parents[1] / "web"  # the page: index.html, app.js, style.css
 RESULT_NAMES = ("before.png", "after.png", "deband-16.png", "banding-before.png", "banding-after.png")
@@ -183,13 +183,8 @@ def deband_file(path: Path, debander: Debander, max_pixels: int | None, workdir:
     file with the same settings. Raises InputError, UnsupportedError, TooManyPixelsError or
     ResourceError (out of memory), naming `path`.
     """
-    pic = read_image(path, max_pixels)
-    try:
-        restored = debander.restore(pic.pixels)  # float32 on [0, 1], the input's shape
-    except MemoryError:
-        raise ResourceError(f"{path}: out of memory") from None
-    out16 = to_codes(restored, 16, dither=False, seed=debander.seed)
-    out8 = to_codes(restored, 8, dither=True, seed=debander.seed)
+    pic, restored = restore_file(path, debander, max_pixels)  # float32 on [0, 1], the input's shape
+    out16, out8 = (output_codes(restored, bits, debander.seed) for bits in (16, 8))
     before = pic.pixels
     if pic.bit_depth == 16:  # shown with dither, so the display adds no bands of its own
         before = to_codes(from_codes(pic.pixels), 8, dither=True, seed=debander.seed)

@@ -1,5 +1,7 @@
 """The image job: read, restore, write (atomically), and an optional comparison picture;
-a batch of files and folders; the banding map of `deband inspect`."""
+a batch of files and folders; the banding map of `deband inspect`. Every front end that
+restores an image file (the CLI, the web page, Ray tasks) reads and restores it through
+`restore_file` and makes its codes with `output_codes`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deband.errors import DebandError, InputError, ResourceError
-from deband.io.files import DEFAULT_MAX_PIXELS, READ_SUFFIXES, check_image_path, read_image, write_image
+from deband.io.files import DEFAULT_MAX_PIXELS, READ_SUFFIXES, Picture, check_image_path, read_image, write_image
 from deband.io.folders import FolderReport, Job, gather, output_folder, plan
 from deband.io.outputs import check_output
 from deband.io.pixels import from_codes, to_codes
@@ -78,7 +80,19 @@ def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, 
     outputs = image_job(src, dst, opts).outputs
     for path in outputs:
         check_output(path, opts.overwrite, sources=[src])
-    pic = read_image(src, opts.max_pixels)
+    pic, restored = restore_file(src, debander, opts.max_pixels, progress)
+    write_image(dst, output_codes(restored, opts.bit_depth, debander.seed), pic.icc, opts.overwrite, sources=[src])
+    if opts.compare:
+        write_image(outputs[1], comparison(from_codes(pic.pixels), restored), None, opts.overwrite, sources=[src])
+
+
+def restore_file(
+    src: Path, debander: Debander, max_pixels: int | None, progress: bool = False
+) -> tuple[Picture, np.ndarray]:
+    """Read src (refused over `max_pixels`) and restore it: the picture as read, and the
+    restored pixels, float32 on [0, 1] in its shape. Raises InputError, UnsupportedError,
+    TooManyPixelsError, or ResourceError when out of memory, naming src."""
+    pic = read_image(src, max_pixels)
     bar = tqdm(total=None, unit="tile", desc=src.name, leave=False, disable=not progress)
     try:
         restored = debander.restore(pic.pixels, on_tile=_follow(bar))
@@ -86,10 +100,13 @@ def process_image(src: Path, dst: Path, debander: Debander, opts: ImageOptions, 
         raise ResourceError(f"{src}: out of memory") from None
     finally:
         bar.close()
-    codes = to_codes(restored, opts.bit_depth, dither=opts.bit_depth == 8, seed=debander.seed)
-    write_image(dst, codes, pic.icc, opts.overwrite, sources=[src])
-    if opts.compare:
-        write_image(outputs[1], comparison(from_codes(pic.pixels), restored), None, opts.overwrite, sources=[src])
+    return pic, restored
+
+
+def output_codes(restored: np.ndarray, bit_depth: int, seed: int) -> np.ndarray:
+    """The codes written for restored pixels (float32 on [0, 1]): 16 bits rounded, or 8 bits
+    with the seeded ±1 LSB dither, so the bands do not come back."""
+    return to_codes(restored, bit_depth, dither=bit_depth == 8, seed=seed)
 
 
 def _follow(bar: tqdm):
