@@ -228,10 +228,10 @@ def test_props_threads_and_8_bit_dither(tmp_path, vapoursynth_python):
     assert 0.27 < (eight["1"] - eight["-1"]) / n < 0.33  # the mean change is 0.3 codes
 
 
-def test_readme_example_runs_and_debands(tmp_path, vapoursynth_python):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_documented_example_runs_and_debands(tmp_path, vapoursynth_python):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "vapoursynth-onnx.md").read_text()
     example = EXAMPLE.read_text()
-    assert example.strip() in readme  # the README shows exactly the script tested here
+    assert example.strip() in page  # docs/vapoursynth-onnx.md shows exactly the script tested here
     script = f"""
 import runpy
 names = runpy.run_path({str(EXAMPLE)!r})
