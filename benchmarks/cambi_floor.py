@@ -14,7 +14,7 @@ The pictures: the reference frames as delivered and restored at default settings
 image exists), and, as a floor, procedural clean scenes: made in floating point, they hold no
 steps of their own, so the steps CAMBI finds in them after rounding are the 10-bit grid's.
 
-    python benchmarks/cambi_floor.py [--reference ../shared/reference-examples] [--weights W] [--n 12]
+    python benchmarks/cambi_floor.py [--reference FRAMES] [--weights W] [--n 12]
 """
 
 from __future__ import annotations
@@ -79,18 +79,18 @@ def even(rgb: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", type=Path, default=Path("../shared/reference-examples"))
+    ap.add_argument("--reference", type=Path, help="a folder of real banded-N.png frames (FRAMES)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--n", type=int, default=12, help="procedural clean scenes (default 12)")
     args = ap.parse_args()
     pictures: dict[str, list[np.ndarray]] = {}
-    if args.reference.is_dir():
+    if args.reference is not None and args.reference.is_dir():
         deb = Debander.load(args.weights, device="cpu")
         frames = folder_set(args.reference)
         pictures[f"reference frames, banded ({len(frames)})"] = [even(p.degraded) for p in frames]
         pictures[f"reference frames, debanded ({len(frames)})"] = [even(deb.restore(p.degraded)) for p in frames]
     else:
-        print(f"no reference frames at {args.reference}; procedural scenes only\n")
+        print(f"no reference frames ({args.reference or 'no --reference'}); procedural scenes only\n")
     scenes = synthetic_set("rgb-6bit", args.n)
     pictures[f"procedural clean scenes ({args.n}, 6-bit set's)"] = [even(p.clean) for p in scenes]
     print("CAMBI mlc4 (default CAMBI in brackets), mean over the pictures\n")

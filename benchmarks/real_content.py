@@ -14,7 +14,7 @@ model given:
     steps).
 
     PYTHONPATH=src python benchmarks/real_content.py src/deband/weights/default.safetensors \
-        runs/real1/model.safetensors --corpus /work/corpus --validation
+        runs/real1/model.safetensors --corpus CORPUS --validation
 """
 
 from __future__ import annotations

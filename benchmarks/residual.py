@@ -11,7 +11,7 @@ A large `coarse fixed` gain says the error is wide and smooth (bands, offsets, c
 what a restorer that sees far enough could still fix. A large `fine fixed` gain says it is
 texture the delivery destroyed.
 
-    python benchmarks/residual.py --corpus /work/corpus [--weights W] [--n 8] [--sigma 8]
+    python benchmarks/residual.py --corpus CORPUS [--weights W] [--n 8] [--sigma 8]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ input's PSNR, `deband`'s gain at default settings, and the gain of the best cons
 added to Y', Cb and Cr (an oracle: it is chosen with the clean image, per set, from 0 to
 half a step).
 
-    python benchmarks/truncation.py --corpus /work/corpus [--weights W] [--n 8]
+    python benchmarks/truncation.py --corpus CORPUS [--weights W] [--n 8]
 """
 
 from __future__ import annotations

@@ -37,8 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mx.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     mx.set_defaults(run=cmd_mix)
     ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print Markdown tables",
-                        epilog="examples:\n  deband eval\n  deband eval --corpus /work/corpus --n 8 --steps 2\n"
-                        "  deband eval --report benchmarks --reference ../shared/reference-examples",
+                        epilog="examples:\n  deband eval\n"
+                        "  deband eval --corpus CORPUS --n 8 --steps 2         CORPUS: a corpus folder\n"
+                        "  deband eval --report benchmarks --reference FRAMES  FRAMES: a folder of banded-N.png",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--n", type=int_range(1, 1000), default=12,
                     help="crops per real-content set, images per faint-detail part and synthetic set (default 12)")
@@ -56,7 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser("corpus", help="gather clean images from installed packages").add_subparsers(
         dest="corpus_command", required=True, parser_class=Parser)
     cb = co.add_parser("build", help="write a folder of 16-bit PNGs and its manifest.json",
-                       epilog="examples:\n  deband corpus build /work/corpus\n"
+                       epilog="examples:\n  deband corpus build CORPUS      CORPUS: the corpus folder to write\n"
                        "  deband corpus build out --source /usr/share/backgrounds --scale 3",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     cb.add_argument("out", type=Path, help="output folder (made if missing)")
@@ -68,8 +69,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     cb.add_argument("--held-out", type=float, default=0.1, help="fraction held out, 0..1 (default 0.1)")
     cb.set_defaults(run=cmd_corpus)
     cp = co.add_parser("pack", help="write pre-cut clean crops of a corpus's train images into one .npz",
-                       epilog="examples:\n  deband corpus pack pack.npz --corpus /work/corpus --size 512 --n 112\n"
-                       "then name pack.npz as the data config's \"corpus\" to train from it",
+                       epilog="examples:\n  deband corpus pack pack.npz --corpus CORPUS --size 512 --n 112\n"
+                       "(CORPUS: a corpus folder); then name pack.npz as the data config's \"corpus\" to train from it",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("out", type=Path, help="output .npz")
     cp.add_argument("--corpus", type=Path, required=True, help="a folder made by `deband corpus build`")
