@@ -18,13 +18,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the shared test-clip maker
 
-from clips import make_clip  # noqa: E402
 from deband.cluster.tasks import ClusterOptions, Tasks, TaskShape, input_ref, remote  # noqa: E402
 from deband.cluster.video import deband_video_ray  # noqa: E402
 from deband.model.unet import UNet  # noqa: E402
 from deband.restore.debander import Debander  # noqa: E402
 from deband.video import VideoOptions  # noqa: E402
 from deband.video.jobs import ChunkOptions, deband_video_chunked  # noqa: E402
+from helpers.clips import make_clip  # noqa: E402
 
 
 def _empty(inp, i: int) -> int:

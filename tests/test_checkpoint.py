@@ -5,7 +5,6 @@ import sys
 import pytest
 import torch
 
-from conftest import randomised
 from deband.errors import InputError
 from deband.model.checkpoint import (
     DEFAULT_WEIGHTS,
@@ -17,6 +16,7 @@ from deband.model.checkpoint import (
     save_weights,
 )
 from deband.model.unet import UNet
+from helpers.models import randomised
 
 
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):

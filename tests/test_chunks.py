@@ -12,11 +12,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 import torch
 
-from clips import make_clip
 from deband.config import ModelConfig
 from deband.model.unet import UNet
 from deband.restore.debander import Debander
@@ -25,6 +23,7 @@ from deband.video.chunks import Keyframes, plan_chunks, scan_keyframes
 from deband.video.jobs import ChunkOptions, deband_video_chunked
 from deband.video.resume import MANIFEST, restorer_identity
 from deband.video.streams import Span
+from helpers.clips import frames, make_clip, same_frames, work_folders
 
 FFV1 = VideoOptions(codec="ffv1", batch=5)
 QUARTER = ChunkOptions(seconds=0.2)  # 20 frames at 25 frames/s with keyframes every 5: 4 chunks
@@ -52,24 +51,10 @@ def interrupted(src: Path, dst: Path, after: int, options: VideoOptions = FFV1) 
         deband_video_chunked(src, dst, Counting(stop_at=after), options, QUARTER, progress=False)
 
 
-def work_folders(folder: Path) -> list[Path]:
-    return sorted(folder.glob(".*.deband-work-*"))
-
-
 def video_pts(path: Path) -> list[Fraction]:
     with av.open(str(path)) as c:
         tb = c.streams.video[0].time_base
         return [f.pts * tb for f in c.decode(video=0)]
-
-
-def frames(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
-        return [np.concatenate([np.frombuffer(p, np.uint8) for p in f.planes]) for f in c.decode(video=0)]
-
-
-def same_frames(a: Path, b: Path) -> bool:
-    fa, fb = frames(a), frames(b)
-    return len(fa) == len(fb) > 0 and all((x == y).all() for x, y in zip(fa, fb))
 
 
 def packets(path: Path, index: int) -> list[tuple[bytes, int | None]]:

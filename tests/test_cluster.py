@@ -19,8 +19,6 @@ import torch
 ray = pytest.importorskip("ray")
 
 import deband  # noqa: E402
-from clips import make_clip  # noqa: E402
-from conftest import TINY, randomised  # noqa: E402
 from deband.cluster import video as video_cluster  # noqa: E402
 from deband.cluster.images import run_batch_ray  # noqa: E402
 from deband.cluster.tasks import (  # noqa: E402
@@ -42,7 +40,8 @@ from deband.restore.images import ImageOptions, run_batch  # noqa: E402
 from deband.video import VideoOptions  # noqa: E402
 from deband.video.jobs import ChunkOptions, deband_video_chunked  # noqa: E402
 from deband.video.library import deband_library  # noqa: E402
-from test_chunks import frames, same_frames, work_folders  # noqa: E402
+from helpers.clips import frames, make_clip, same_frames, work_folders  # noqa: E402
+from helpers.models import TINY, randomised  # noqa: E402
 
 FFV1 = VideoOptions(codec="ffv1", batch=5)
 QUARTER = ChunkOptions(seconds=0.2)  # 20 frames at 25 frames/s, a keyframe every 5: 4 chunks

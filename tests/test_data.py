@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from corpora import HELD_OUT_RGB, make_corpus
 from deband.config import DataConfig, load_train_config
 from deband.data.pack import PackConfig, build_pack
 from deband.data.pairs import CorpusImages, PairSampler, PairStream, RunSeeds
@@ -16,6 +15,7 @@ from deband.io.pixels import quantise
 from deband.restore.letterbox import add_bars
 from deband.synthesis.degrade import random_degrade
 from deband.synthesis.sources import add_detail, crop_pair, random_region
+from helpers.corpora import HELD_OUT_RGB, make_corpus
 
 HISTORY = Path(__file__).resolve().parents[1] / "docs" / "model-history"  # every training config so far
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from conftest import IDENTITY
 from deband.config import ModelConfig
 from deband.model.unet import UNet, count_parameters
+from helpers.models import IDENTITY
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (33, 65), (64, 64)])
@@ -36,7 +36,7 @@ def test_default_size_fits_the_budget():
 def test_receptive_field_spans_hundreds_of_pixels(tiny_model):
     cfg = ModelConfig(channels=(8, 8, 8, 8, 8), refine=0, time_dim=16)
     torch.manual_seed(0)
-    from conftest import randomised
+    from helpers.models import randomised
 
     model = randomised(UNet(cfg))
     x = torch.rand(1, 3, 512, 512, requires_grad=True)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from corpora import make_corpus
 from deband.data.pack import Pack, PackConfig, build_pack, choose_crop, decode, encode
 from deband.errors import InputError
 from deband.io.files import read_image
 from deband.io.pixels import to_codes
+from helpers.corpora import make_corpus
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY, randomised
 from deband.io.files import read_image, write_image
 from deband.io.pixels import to_codes
 from deband.model.unet import UNet
 from deband.restore.debander import Debander, tiled, to_float
+from helpers.models import TINY, randomised
 
 torch.manual_seed(0)
 MODEL = randomised(UNet(TINY))  # module level: Hypothesis cannot reuse function-scoped fixtures

@@ -58,8 +58,8 @@ def test_restore_shape_contract_and_alpha_untouched(tiny_model, shape, dtype):
 
 
 def test_untrained_model_restores_to_the_input():
-    from conftest import IDENTITY
     from deband.model.unet import UNet
+    from helpers.models import IDENTITY
 
     img = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
     assert np.allclose(Debander(UNet(IDENTITY).eval(), steps=3).restore(img), img, atol=1e-6)

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from clips import H, W, add_audio, encode_audio, make_clip
 from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from helpers.clips import H, W, add_audio, encode_audio, make_clip
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 

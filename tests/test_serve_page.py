@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the web extra (fastapi, uvicorn, python-multipart) is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 
-from test_serve import start_server  # noqa: E402
+from helpers.server import start_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sunset-banded.png"

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from clips import make_clip
 from deband.cli import main
 from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, OutputExistsError
@@ -33,6 +32,7 @@ from deband.video.timeline import (
     thumbnail,
 )
 from deband.video.timelinereport import scenes_path, write_report
+from helpers.clips import make_clip
 
 SIZE = (160, 120)  # CAMBI's window at this size is 3 pixels; at 64x48 it is 1 and scores 0
 SCENE = 6  # frames per scene: banded, clean, banded

@@ -1,4 +1,4 @@
-"""deband.apps.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/vsenv.py).
+"""deband.apps.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/helpers/vsenv.py).
 
 Each test writes a small script, runs it in that venv and checks what it saved here.
 """
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import IDENTITY
 from deband.io import pixels
 from deband.io.chroma import subsample_420
 from deband.metrics import cambi
 from deband.model.checkpoint import save_weights
 from deband.model.unet import UNet
 from deband.restore.debander import Debander
+from helpers.models import IDENTITY
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vapoursynth_deband.vpy"
 

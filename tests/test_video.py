@@ -17,7 +17,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clips import H, W, add_audio, encode_audio, make_clip, planes_for
 from deband.config import ModelConfig
 from deband.errors import InputError, OutputExistsError, SameFileError, UnsupportedError
 from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
@@ -26,6 +25,7 @@ from deband.model.unet import UNet
 from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
 from deband.video.colour import Colour, dither_patterns, frame_to_planes
+from helpers.clips import H, W, add_audio, encode_audio, make_clip, planes_for
 
 FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
 

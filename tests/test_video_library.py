@@ -9,9 +9,9 @@ from pathlib import Path
 
 import av
 
-from clips import make_clip
 from deband.cli.exits import OUTPUT, UNREADABLE
 from deband.video.library import list_videos, output_paths
+from helpers.clips import make_clip
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 

@@ -14,12 +14,12 @@ import av
 import numpy as np
 import pytest
 
-from clips import H, W, planes_for
 from deband.cli.exits import BROKEN_PIPE, UNREADABLE, USAGE
 from deband.errors import InputError, UnsupportedError
 from deband.io.planes import codes_to_frame
 from deband.video import VideoOptions
 from deband.video.y4m import Y4MHeader, deband_y4m
+from helpers.clips import H, W, planes_for
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 RATE = Fraction(30000, 1001)
@@ -28,9 +28,9 @@ RATE = Fraction(30000, 1001)
 @pytest.fixture(scope="module")
 def identity_weights(tmp_path_factory) -> Path:
     """An untrained UNet: zero-initialised heads make it exactly the identity."""
-    from conftest import IDENTITY
     from deband.model.checkpoint import save_weights
     from deband.model.unet import UNet
+    from helpers.models import IDENTITY
 
     path = tmp_path_factory.mktemp("w") / "identity.safetensors"
     save_weights(UNet(IDENTITY).eval(), path)

@@ -7,7 +7,7 @@ temporary folder beside it and renamed into place when complete, so an interrupt
 leaves nothing that looks finished. deband itself is not installed there: scripts run with
 this checkout's `src` on PYTHONPATH, so one cached venv serves every checkout.
 
-Run `python tests/vsenv.py` to build it ahead of a test run (it prints the time taken).
+Run `python tests/helpers/vsenv.py` to build it ahead of a test run (it prints the time taken).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 # deband's imports on the path of deband.apps.vapoursynth (restore, checkpoint, video.colour) and
 # the ONNX plugin; torch is the PyPI wheel for cp312 (with its CUDA libraries).
 REQUIREMENTS = (

@@ -111,3 +111,17 @@ def make_clip(
                 pk.duration = 120
                 out.mux(pk)
     return path
+
+
+def work_folders(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.deband-work-*"))
+
+
+def frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [np.concatenate([np.frombuffer(p, np.uint8) for p in f.planes]) for f in c.decode(video=0)]
+
+
+def same_frames(a: Path, b: Path) -> bool:
+    fa, fb = frames(a), frames(b)
+    return len(fa) == len(fb) > 0 and all((x == y).all() for x, y in zip(fa, fb))
