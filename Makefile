@@ -1,11 +1,12 @@
 # `make demo` debands the bundled example with the base package alone; `make test` runs the
-# whole suite with every extra the tests exercise (what .ci/run calls). Both set up .venv first.
+# whole suite with every extra the tests exercise (what .ci/run calls), `make test-fast` all but
+# the slow tests. Each sets up .venv first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # This machine keeps a CPU build of torch on disk; elsewhere pip takes it from the index.
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 # the base package: what `deband image` and `deband video` need
 $(VENV)/.base: pyproject.toml
@@ -27,6 +28,10 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q
+
+# everything but the tests marked slow (pyproject.toml's markers)
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -19,6 +19,7 @@ from deband.model.unet import UNet
 from helpers.models import randomised
 
 
+@pytest.mark.slow
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     path = tmp_path / "m.safetensors"
     save_weights(tiny_model, path, {"step": 7})
@@ -29,6 +30,7 @@ def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     assert loaded.config == tiny_model.config
 
 
+@pytest.mark.slow
 def test_shipped_default_loads_offline():
     assert DEFAULT_WEIGHTS.is_file()
     assert DEFAULT_WEIGHTS.stat().st_size < 10 * 2**20
@@ -106,6 +108,7 @@ def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "2"
 
 
+@pytest.mark.slow
 def test_interpolate_mixes_every_weight(tiny_model):
     other = randomised(UNet(tiny_model.config), seed=1)
     ends = interpolate(tiny_model, other, 0.0), interpolate(tiny_model, other, 1.0)
@@ -126,6 +129,7 @@ def test_interpolate_refuses_other_configs_and_shares(tiny_model):
         interpolate(tiny_model, tiny_model, 1.5)
 
 
+@pytest.mark.slow
 def test_cli_mix_writes_the_interpolation_and_refuses_to_overwrite(tiny_model, tmp_path):
     a, b, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "m.safetensors"
     save_weights(tiny_model, a)

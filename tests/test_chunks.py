@@ -128,6 +128,7 @@ def test_plan_of_a_vfr_range():
 # ----------------------------------------------------------------------------- chunked = single pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trim", [{}, dict(start=0.1, duration=0.9)])
 def test_chunked_ffv1_equals_single_pass(vfr_av, tmp_path, identity, trim):
     opts = VideoOptions(codec="ffv1", batch=3, **trim)
@@ -149,6 +150,7 @@ def test_chunked_ffv1_equals_single_pass(vfr_av, tmp_path, identity, trim):
     assert sorted(tmp_path.iterdir()) == [many, one]  # the work folder is gone
 
 
+@pytest.mark.slow
 def test_chunked_x264_has_the_frames_and_times_of_a_single_pass(vfr_av, tmp_path, identity):
     opts = VideoOptions(codec="libx264", preset="ultrafast")
     one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
@@ -203,6 +205,7 @@ def test_fresh_starts_over(gop5, tmp_path):
     assert rerun.calls == 4 and work_folders(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_changed_settings_get_another_work_folder(gop5, tmp_path):
     dst = tmp_path / "out.mkv"
     interrupted(gop5, dst, 2)
@@ -231,6 +234,7 @@ def test_restorer_identity_follows_weights_and_settings():
 # ----------------------------------------------------------------------------- workers and signals
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_frames_of_one(gop5, tmp_path, identity):
     one, two = tmp_path / "one.mkv", tmp_path / "two.mkv"
     deband_video_chunked(gop5, one, identity, FFV1, QUARTER, progress=False)
@@ -239,6 +243,7 @@ def test_two_jobs_give_the_frames_of_one(gop5, tmp_path, identity):
     assert work_folders(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weights, jobs):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # a Ray cluster
 ray = pytest.importorskip("ray")
 
 import deband  # noqa: E402

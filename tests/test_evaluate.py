@@ -61,6 +61,7 @@ def test_markdown_marks_missing_values():
     assert "40.12" in table and "–" in table
 
 
+@pytest.mark.slow
 def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, tiny_weights):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "deband.cli", "eval", "--n", "1", "--size", "64", "--steps", "1",
@@ -76,6 +77,7 @@ def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, 
     assert not any(name.startswith("real ") for name in data)
 
 
+@pytest.mark.slow
 def test_inspect_command(tmp_path):
     from deband.io.files import write_image
 

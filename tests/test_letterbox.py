@@ -16,6 +16,7 @@ def _framed(seed: int, h: int = 120, w: int = 160) -> tuple[torch.Tensor, torch.
     return clean, c, b
 
 
+@pytest.mark.slow
 def test_added_bars_are_flat_identical_and_span_one_axis():
     for seed in range(20):
         clean, c, b = _framed(seed)

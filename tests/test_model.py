@@ -151,6 +151,7 @@ def test_forward_equals_the_reference_forward(tiny_model, h, w):
             assert (model(x, 0.7) - reference_forward(model, x, 0.7)).abs().max() < BOUND
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(97, 131), (200, 301)])
 def test_shipped_model_forward_equals_the_reference_forward(h, w):
     from deband.model.checkpoint import load_model

@@ -71,6 +71,7 @@ def test_not_a_pack_is_an_input_error(tmp_path):
         Pack(bad)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_pack_and_refuses_to_overwrite(corpus, tmp_path):
     out = tmp_path / "p.npz"
     cmd = [sys.executable, "-m", "deband.cli", "corpus", "pack", str(out), "--corpus", str(corpus),

@@ -4,6 +4,7 @@ random shapes, dtypes, channel counts and settings."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,7 @@ def tilings(draw) -> tuple[int, int]:
     return tile, draw(st.integers(0, (tile - 1) // 2))
 
 
+@pytest.mark.slow
 @FAST
 @given(img=images(), tiling=tilings(), steps=st.integers(1, 4), strength=st.floats(0.1, 1.0))
 def test_restore_keeps_shape_range_and_alpha(img, tiling, steps, strength):

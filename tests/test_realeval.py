@@ -223,6 +223,7 @@ def _eval(args: list[str], weights: Path, env: dict | None = None) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_eval_prints_real_content_tables_first(corpus: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     r = _eval(["--corpus", str(corpus), "--json", str(out), "--markdown", str(md)], tiny_weights)
@@ -240,6 +241,7 @@ def test_eval_prints_real_content_tables_first(corpus: Path, tiny_weights: Path,
     assert "## Summary" in text and "| real 4:2:0 8-bit |" in text and "Measured on 20" in text
 
 
+@pytest.mark.slow
 def test_eval_skips_real_sets_when_no_window_is_smooth_gradient(tiny_weights: Path, tmp_path: Path) -> None:
     def noise(h: int, w: int, k: int) -> np.ndarray:
         return np.random.default_rng(k).uniform(0.2, 0.8, (h, w, 3))

@@ -98,6 +98,7 @@ BAD = {  # name: (maker, exit code, words the message must hold)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input(tmp_path, tiny_weights, name):
     make, code, words = BAD[name]
@@ -113,12 +114,14 @@ def test_bad_input(tmp_path, tiny_weights, name):
 # ----------------------------------------------------------------------------- odd but valid inputs
 
 
+@pytest.mark.slow
 def test_one_frame_clip(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "one.mp4", n=1)
     dst = tmp_path / "one-out.mkv"
     assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 1)
 
 
+@pytest.mark.slow
 def test_odd_dimensions(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "odd.mkv", n=4, size=(65, 33), codec="ffv1")
     dst = tmp_path / "odd-out.mkv"
@@ -127,6 +130,7 @@ def test_odd_dimensions(tmp_path, tiny_weights):
     assert (f.width, f.height) == (65, 33)
 
 
+@pytest.mark.slow
 def test_corrupt_packet_mid_h264_is_skipped_with_a_warning(tmp_path, tiny_weights):
     good = make_clip(tmp_path / "good.mkv", n=10)
     bad = tmp_path / "bad.mkv"
@@ -147,6 +151,7 @@ def test_corrupt_packet_mid_h264_is_skipped_with_a_warning(tmp_path, tiny_weight
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_raw_h264_with_garbage_inserted(tmp_path, tiny_weights):
     """An elementary stream has no timestamps; frames are numbered at the stream's rate."""
     data = make_clip(tmp_path / "clean.h264", n=10).read_bytes()
@@ -161,6 +166,7 @@ def test_raw_h264_with_garbage_inserted(tmp_path, tiny_weights):
     assert times == sorted(times) and times[1] - times[0] == pytest.approx(0.04, abs=2e-3)
 
 
+@pytest.mark.slow
 def test_non_ascii_and_spaces_in_paths(tmp_path, tiny_weights):
     folder = tmp_path / "dossier été 日本"
     folder.mkdir()
@@ -181,6 +187,7 @@ def test_output_equal_to_input_is_refused(tmp_path, tiny_weights, overwrite):
     assert src.read_bytes() == before and leftovers(tmp_path, {src, tiny_weights}) == []
 
 
+@pytest.mark.slow
 def test_existing_output_without_overwrite(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "in.mp4", n=3)
     dst = tmp_path / "out.mkv"
@@ -205,6 +212,7 @@ def test_unwritable_output(tmp_path, tiny_weights, name, code):
     assert leftovers(out) == [] and not (out / "missing").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE")
 def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights):
     import resource

@@ -85,6 +85,7 @@ def test_upload_gives_pictures_and_16bit_download(client, tmp_path, private_tmp)
     assert list(private_tmp.iterdir()) == []  # nothing kept on disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [16, 8])
 def test_download_is_bit_exact_with_deband_image(client, tmp_path, tiny_weights, bits):
     data = banded_png(tmp_path, "in.png")
@@ -268,6 +269,7 @@ def test_real_server_answers_on_loopback(server, tmp_path):
         assert decode(r.read()).dtype == np.uint16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stops_cleanly_on_signals(server, sig):
     proc, _ = server
@@ -275,6 +277,7 @@ def test_stops_cleanly_on_signals(server, sig):
     assert code == 130 and said.endswith("deband: server stopped\n") and "Traceback" not in said
 
 
+@pytest.mark.slow
 def test_other_hosts_are_warned_about(tiny_weights):
     proc, url = start_server("--weights", str(tiny_weights), "--host", "127.0.0.2")  # still loopback
     code, said = stopped(proc, signal.SIGTERM)
@@ -282,6 +285,7 @@ def test_other_hosts_are_warned_about(tiny_weights):
     assert "deband: warning: listening on 127.0.0.2: anyone who can reach it" in said
 
 
+@pytest.mark.slow
 def test_busy_port_is_a_usage_error(server, tiny_weights):
     _, url = server
     port = url.rsplit(":", 1)[1].strip("/")
@@ -326,6 +330,7 @@ def test_only_this_servers_names_and_its_own_page_are_answered(client, tmp_path,
         assert list(r.json()) == ["error"] and "\n" not in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_real_server_widens_only_what_it_is_told(tiny_weights, tmp_path):
     proc, url = start_server("--weights", str(tiny_weights), "--allow-host", "deband.lan")
     port = url.rsplit(":", 1)[1].strip("/")

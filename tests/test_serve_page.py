@@ -20,8 +20,9 @@ from helpers.server import start_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sunset-banded.png"
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,  # Chromium
+              pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")]
 
 
 @pytest.fixture

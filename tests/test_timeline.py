@@ -233,6 +233,7 @@ def deband_here(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_cli_inspect_video_csv_and_html(clip, tmp_path):
     r = deband("inspect", clip, "-o", tmp_path / "r.csv", "--every", "3")
     assert r.returncode == 0, r.stderr
@@ -274,6 +275,7 @@ def test_cli_inspect_video_bad_input(case, clip, tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_cli_video_only_banded(clip, tmp_path, tiny_weights):
     dst = tmp_path / "out.mkv"
     r = deband("video", clip, "-o", dst, "--codec", "ffv1", "--only-banded", "5", "--weights", tiny_weights)

@@ -35,6 +35,7 @@ def test_schedules():
     assert patch_at(0, grow) == (128, 4 * grow.batch) and patch_at(999, grow) == (256, grow.batch)
 
 
+@pytest.mark.slow
 def test_train_writes_weights_log_and_resumes(tmp_path):
     out = tmp_path / "run"
     weights = train(TINY_TRAIN, out)
@@ -56,6 +57,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     cfg_path = tmp_path / "tiny.json"
     save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
@@ -98,6 +100,7 @@ def test_train_step_skips_a_spike(tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
 
 
+@pytest.mark.slow
 def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     train(TINY_TRAIN, out)  # checkpoints at 3 and 6
@@ -109,6 +112,7 @@ def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
     assert losses == list(range(1, 9))  # the stray row for step 7 is gone, the rerun's is there
 
 
+@pytest.mark.slow
 def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path):
     from deband.model.checkpoint import save_weights
     from deband.model.unet import UNet
@@ -146,6 +150,7 @@ def test_pair_stream_is_the_same_for_any_worker_count_and_resumes_exactly():
     assert not torch.equal(one[0][0], one[1][0])
 
 
+@pytest.mark.slow
 def test_minutes_fit_the_step_count_after_warm_up(tmp_path):
     cfg = replace(TINY_TRAIN, steps=100_000, warmup=4, val_every=10_000, ckpt_every=10_000)
     train(cfg, tmp_path / "run", workers=2, minutes=0.1)
@@ -162,6 +167,7 @@ def test_bad_workers_or_minutes_are_usage_errors(tmp_path, bad):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_leaves_global_state_alone(tmp_path):
     torch.manual_seed(123)
     expected = torch.rand(3)

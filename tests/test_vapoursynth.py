@@ -20,6 +20,8 @@ from deband.model.unet import UNet
 from deband.restore.debander import Debander
 from helpers.models import IDENTITY
 
+pytestmark = pytest.mark.slow  # the VapourSynth venv
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vapoursynth_deband.vpy"
 
 HEAD = """

@@ -453,6 +453,7 @@ STALL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_process_leaves_no_output(h264_aac, tmp_path, sig):
@@ -511,6 +512,7 @@ def banded_sky(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
     return [a.round().astype(np.uint8) for a in (y, cb, cr)]
 
 
+@pytest.mark.slow
 def test_cli_1080p_h264_aac_with_the_shipped_model(tmp_path):
     from deband.metrics import cambi_rgb
 
