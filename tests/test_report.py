@@ -43,10 +43,11 @@ def test_steps_figure_draws_our_full_strength_rows_and_both_floors():
     plt.close(fig)
 
 
-def test_steps_plot_writes_a_png(tmp_path):
+def test_steps_plot_writes_the_steps_figure(tmp_path):
     steps_plot({NAME: _rows()}, tmp_path / "steps.png")
-    assert _png(tmp_path / "steps.png").shape[:2] == (320, 900)  # 9 x 3.2 inches at 100 dpi
-    assert list(tmp_path.iterdir()) == [tmp_path / "steps.png"]  # no temporary file left
+    steps_figure({NAME: _rows()}).savefig(tmp_path / "drawn.png", format="png")
+    assert np.array_equal(_png(tmp_path / "steps.png"), _png(tmp_path / "drawn.png"))  # that figure, pixel for pixel
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drawn.png", "steps.png"]  # no temporary file left
 
 
 def test_crops_grid_shows_each_crop_under_its_title():
@@ -78,10 +79,17 @@ def test_crops_grid_boosts_contrast_around_each_rows_mean():
     plt.close(fig)
 
 
-def test_crops_figure_one_row_per_image(tmp_path):
-    tile = np.linspace(0, 1, 32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3)
-    crops_figure([[("a", tile), ("b", 1 - tile)], [("a", tile), ("b", tile)]], tmp_path / "c.png")
-    assert _png(tmp_path / "c.png").shape[:2] == (484, 484)  # 2 x 2 panels of 2.2 inches at 110 dpi
+def test_crops_figure_puts_each_image_on_a_row_and_each_method_in_a_column(tmp_path):
+    def solid(rgb):
+        return np.broadcast_to(np.array(rgb, np.float32), (32, 32, 3)).copy()
+
+    red, green, blue, white = solid((1, 0, 0)), solid((0, 1, 0)), solid((0, 0, 1)), solid((1, 1, 1))
+    crops_figure([[("a", red), ("b", blue)], [("a", green), ("b", white)]], tmp_path / "c.png", boost=1.0)
+    bgr = _png(tmp_path / "c.png")[..., :3]
+    h, w = bgr.shape[:2]
+    centres = {(r, c): tuple(int(v) for v in bgr[h * (2 * r + 1) // 4, w * (2 * c + 1) // 4])
+               for r in (0, 1) for c in (0, 1)}  # the middle of each quarter of the picture, BGR
+    assert centres == {(0, 0): (0, 0, 255), (0, 1): (255, 0, 0), (1, 0): (0, 255, 0), (1, 1): (255, 255, 255)}
 
 
 def test_report_text_fills_the_template(tmp_path):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -172,37 +171,42 @@ def test_concurrent_clients_get_their_own_images(client, tmp_path):
         assert np.sign(row[-1] - row[0]) == direction
 
 
-class SlowIdentity(torch.nn.Module):
-    """A model that returns its input after a pause, and counts how many run at once."""
+class HeldIdentity(torch.nn.Module):
+    """A model that returns its input once `release` is set; `started` counts the calls that
+    began, `most` the most that ran at once."""
 
-    def __init__(self, seconds: float):
+    def __init__(self):
         super().__init__()
-        self.seconds, self.running, self.most = seconds, 0, 0
+        self.release, self.started, self.lock = threading.Event(), threading.Semaphore(0), threading.Lock()
+        self.running = self.most = 0
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.running += 1
-        self.most = max(self.most, self.running)
-        time.sleep(self.seconds)
-        self.running -= 1
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.started.release()
+        self.release.wait(60)
+        with self.lock:
+            self.running -= 1
         return x
 
 
 def test_restores_run_one_at_a_time_off_the_event_loop(tmp_path):
-    model = SlowIdentity(0.6)
+    model = HeldIdentity()
     with TestClient(create_app(Debander(model=model, steps=1)), base_url="http://localhost") as c:
         data = banded_png(tmp_path)
-        threads = [threading.Thread(target=post, args=(c, data)) for _ in range(2)]
-        start = time.monotonic()
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(post(c, data).status_code)) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.2)  # the first restore is under way
-        asked = time.monotonic()
-        assert c.get("/api/limits").status_code == 200
-        answered = time.monotonic() - asked
+        assert model.started.acquire(timeout=60)  # the first restore is under way, and held there
+        assert c.get("/api/limits").status_code == 200  # the page's other requests are answered meanwhile
+        assert model.running == 1 and not model.release.is_set()
+        assert not model.started.acquire(timeout=1)  # the second upload waits for the first restore
+        model.release.set()
         for t in threads:
-            t.join(30)
-    assert answered < 0.3  # the page's other requests are not held up by a restore
-    assert model.most == 1 and time.monotonic() - start >= 1.2  # two restores, one after the other
+            t.join(60)
+    assert answers == [200, 200] and model.most == 1  # both restored, one after the other
 
 
 def test_page_and_its_files_are_served(client):

@@ -11,7 +11,8 @@ import torch
 from deband.cli import main
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
 from deband.data.pairs import PairStream, RunSeeds
-from deband.model.checkpoint import load_model
+from deband.model.checkpoint import load_model, read_metadata
+from deband.model.unet import UNet
 from deband.training.loop import ConfigMismatchError, lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
@@ -67,7 +68,12 @@ def test_torchrun_two_processes(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr + proc.stdout
-    assert load_model(tmp_path / "ddp" / "model.safetensors") is not None
+    trained = load_model(tmp_path / "ddp" / "model.safetensors")
+    assert trained.config == TINY_TRAIN.model and read_metadata(tmp_path / "ddp" / "model.safetensors")["step"] == "3"
+    with torch.random.fork_rng(devices=[]):  # the weights both ranks started from
+        torch.manual_seed(RunSeeds(TINY_TRAIN.seed).model)
+        initial = UNet(TINY_TRAIN.model).state_dict()
+    assert any(not torch.equal(w, initial[k]) for k, w in trained.state_dict().items())  # three steps moved them
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["steps"] == 3
 
 
