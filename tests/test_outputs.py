@@ -99,3 +99,19 @@ def test_terminate_becomes_keyboard_interrupt_and_handler_is_restored(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, old)
     assert _names(tmp_path) == []
+
+
+def test_an_interrupt_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    from deband.io import outputs
+
+    made = outputs.temporary_beside
+
+    def and_interrupted(dst):
+        tmp = made(dst)
+        os.kill(os.getpid(), signal.SIGTERM)  # the file exists; atomic_output has not taken it over yet
+        return tmp
+
+    monkeypatch.setattr(outputs, "temporary_beside", and_interrupted)
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt(), atomic_output(tmp_path / "a.png") as tmp:
+        tmp.write_bytes(b"never")
+    assert _names(tmp_path) == []

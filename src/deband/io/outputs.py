@@ -16,7 +16,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
@@ -76,13 +76,37 @@ def atomic_output(
     for the caller to word; whatever is raised, the temporary file is gone afterwards.
     """
     dst = check_output(dst, overwrite, sources)
-    tmp = temporary_beside(dst)
+    with _interrupts_held() as release:
+        tmp = temporary_beside(dst)
+        try:
+            release()  # an interrupt that came while the file was made is raised here, inside the try
+            yield tmp
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[Callable[[], None]]:
+    """SIGINT and SIGTERM wait (main thread, POSIX) until the `release` it yields is called or
+    the block ends, so that no interrupt falls between making a temporary file and the code
+    that removes it."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held = [True]
+
+    def release() -> None:
+        if held[0]:
+            held[0] = False
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
     try:
-        yield tmp
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield release
+    finally:
+        release()
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
