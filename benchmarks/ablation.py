@@ -16,12 +16,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from deband.checkpoint import read_metadata
 from deband.config import LossConfig, TrainConfig
-from deband.evalsets import synthetic_set, unbanded_set
-from deband.restore import Debander
-from deband.scoring import identity, score
-from deband.train import train
+from deband.evaluation.evalsets import synthetic_set, unbanded_set
+from deband.evaluation.scoring import identity, score
+from deband.model.checkpoint import read_metadata
+from deband.restore.debander import Debander
+from deband.training.loop import train
 
 LOSSES = {
     "a: pixel + FFT mag/phase": LossConfig(fft="magphase"),

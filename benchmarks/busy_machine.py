@@ -19,7 +19,7 @@ import time
 
 CHILD = """
 import time, torch
-from deband.restore import Debander
+from deband.restore.debander import Debander
 deb = Debander.load(device="cpu")
 x = torch.rand(1, 3, {h}, {w})
 deb.restore_batch(x)

@@ -14,7 +14,7 @@ The pictures: the reference frames as delivered and restored at default settings
 image exists), and, as a floor, procedural clean scenes: made in floating point, they hold no
 steps of their own, so the steps CAMBI finds in them after rounding are the 10-bit grid's.
 
-    python benchmarks/cambi_floor.py [--reference ../shared/reference-examples] [--weights W] [--n 12]
+    python benchmarks/cambi_floor.py [--reference FRAMES] [--weights W] [--n 12]
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deband.chroma import subsample_420
-from deband.encoders import available, round_trip
-from deband.evalsets import folder_set, synthetic_set
+from deband.evaluation.evalsets import folder_set, synthetic_set
+from deband.io.chroma import subsample_420
+from deband.io.pixels import rgb_to_ycbcr, tpdf_pattern, ycbcr_codes
+from deband.io.planes import codes_to_frame
 from deband.metrics import cambi
-from deband.pixels import rgb_to_ycbcr, tpdf_pattern, ycbcr_codes
-from deband.restore import Debander
-from deband.video.colour import codes_to_frame
+from deband.restore.debander import Debander
+from deband.synthesis.encoders import available, round_trip
 
 CRF, PRESET = 18, "medium"  # deband video's defaults
 
@@ -79,18 +79,18 @@ def even(rgb: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", type=Path, default=Path("../shared/reference-examples"))
+    ap.add_argument("--reference", type=Path, help="a folder of real banded-N.png frames (FRAMES)")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--n", type=int, default=12, help="procedural clean scenes (default 12)")
     args = ap.parse_args()
     pictures: dict[str, list[np.ndarray]] = {}
-    if args.reference.is_dir():
+    if args.reference is not None and args.reference.is_dir():
         deb = Debander.load(args.weights, device="cpu")
         frames = folder_set(args.reference)
         pictures[f"reference frames, banded ({len(frames)})"] = [even(p.degraded) for p in frames]
         pictures[f"reference frames, debanded ({len(frames)})"] = [even(deb.restore(p.degraded)) for p in frames]
     else:
-        print(f"no reference frames at {args.reference}; procedural scenes only\n")
+        print(f"no reference frames ({args.reference or 'no --reference'}); procedural scenes only\n")
     scenes = synthetic_set("rgb-6bit", args.n)
     pictures[f"procedural clean scenes ({args.n}, 6-bit set's)"] = [even(p.clean) for p in scenes]
     print("CAMBI mlc4 (default CAMBI in brackets), mean over the pictures\n")

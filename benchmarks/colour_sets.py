@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deband.faintsets import faint_set
-from deband.guard import Guard
-from deband.realsets import (
+from deband.evaluation.faintsets import faint_set
+from deband.evaluation.realsets import (
     colour_set_names,
     corpus_crops,
     gentle_map,
@@ -26,8 +25,9 @@ from deband.realsets import (
     real_set_names,
     texture_map,
 )
-from deband.restore import Debander
-from deband.scoring import identity, score
+from deband.evaluation.scoring import identity, score
+from deband.restore.debander import Debander
+from deband.restore.guard import Guard
 
 COLUMNS = ("psnr", "psnr_y", "psnr_cb", "psnr_cr", "detail")
 

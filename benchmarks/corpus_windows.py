@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deband.realsets import Image, corpus_crops, gentle_map, load_held_out
+from deband.evaluation.realsets import Image, corpus_crops, gentle_map, load_held_out
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

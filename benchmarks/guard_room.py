@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from colour_sets import sets
 
-from deband.guard import Guard
+from deband.io.pixels import rgb_to_ycbcr
 from deband.metrics import psnr
-from deband.pixels import rgb_to_ycbcr
+from deband.restore.guard import Guard
 
 GUARDS = {  # label -> guard
     "today": Guard(),

@@ -15,9 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from deband.io.planes import codes_to_frame
 from deband.metrics import cambi
-from deband.restore import Debander
-from deband.video import VideoOptions, codes_to_frame, deband_video
+from deband.restore.debander import Debander
+from deband.video import VideoOptions, deband_video
 
 PQ_TAGS = (9, 16, 9, 1)  # BT.2020 primaries, SMPTE ST 2084, BT.2020 NCL matrix, limited range
 

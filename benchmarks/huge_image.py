@@ -62,8 +62,8 @@ def run_cli(src: Path, dst: Path, weights: Path | None, extra: list[str]) -> tup
 
 def default_weights(folder: Path) -> Path | None:
     """None (the shipped model) if there is one, else an untrained default-architecture model."""
-    from deband.checkpoint import DEFAULT_WEIGHTS, save_weights
-    from deband.model import UNet
+    from deband.model.checkpoint import DEFAULT_WEIGHTS, save_weights
+    from deband.model.unet import UNet
 
     if DEFAULT_WEIGHTS.is_file():
         return None

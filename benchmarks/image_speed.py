@@ -28,8 +28,8 @@ def banded_frame(h: int, w: int):
     """A smooth procedural scene at h x w with 6-bit luma: (3, h, w) float32 tensor on [0, 1]."""
     import torch
 
-    from deband.degrade import requantize_ycbcr
-    from deband.sources import procedural_scene
+    from deband.synthesis.degrade import requantize_ycbcr
+    from deband.synthesis.sources import procedural_scene
 
     small = procedural_scene(h // 4, w // 4, torch.Generator().manual_seed(1))
     clean = torch.nn.functional.interpolate(small[None], size=(h, w), mode="bicubic", align_corners=False)[0]
@@ -38,8 +38,8 @@ def banded_frame(h: int, w: int):
 
 def banded_png(path: Path, h: int, w: int) -> None:
     """`banded_frame` written as an 8-bit PNG."""
-    from deband.io import write_image
-    from deband.pixels import to_codes
+    from deband.io.files import write_image
+    from deband.io.pixels import to_codes
 
     write_image(path, to_codes(banded_frame(h, w).permute(1, 2, 0).numpy(), 8), overwrite=True)
 
@@ -104,12 +104,12 @@ def split(src: Path, dst: Path) -> None:
     import torch
 
     t_torch = time.perf_counter()
-    import deband.model
-    import deband.restore
-    from deband.images import ImageOptions
-    from deband.io import read_image, write_image
-    from deband.pixels import to_codes
-    from deband.restore import Debander
+    import deband.model.unet
+    import deband.restore.debander
+    from deband.io.files import read_image, write_image
+    from deband.io.pixels import to_codes
+    from deband.restore.debander import Debander
+    from deband.restore.images import ImageOptions
 
     times: dict = {"import torch": t_torch - t0, "import deband": time.perf_counter() - t_torch,
                    "network calls": [], "blends": [], "guard": []}
@@ -124,13 +124,13 @@ def split(src: Path, dst: Path) -> None:
         return run
 
     t = time.perf_counter()
-    getattr(deband.restore, "keep_freed_memory", lambda: None)()  # as the CLI does (where it exists)
+    getattr(deband.restore.debander, "keep_freed_memory", lambda: None)()  # as the CLI does (where it exists)
     debander = Debander.load(device="cpu")
     times["load model"] = time.perf_counter() - t
-    if hasattr(deband.model, "blend"):
-        deband.model.blend = clocked(deband.model.blend, "blends")
+    if hasattr(deband.model.unet, "blend"):
+        deband.model.unet.blend = clocked(deband.model.unet.blend, "blends")
     else:  # the model code before the blend had a module of its own, to measure it the same way
-        deband.model.UNet._blend = clocked(deband.model.UNet._blend, "blends")
+        deband.model.unet.UNet._blend = clocked(deband.model.unet.UNet._blend, "blends")
     debander._denoiser = clocked(debander._denoiser, "network calls")
     if getattr(debander, "guard", None) is not None:
         debander.guard = clocked(debander.guard, "guard")

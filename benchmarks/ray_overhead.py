@@ -1,5 +1,5 @@
 """What Ray costs: starting a local cluster, a job's first task (worker start-up and imports),
-and the overhead of one task through `deband.cluster.Tasks` (an empty task, and a chunk of a
+and the overhead of one task through `deband.cluster.tasks.Tasks` (an empty task, and a chunk of a
 tiny clip against the same chunk made in this process).
 
     python benchmarks/ray_overhead.py [--cpus 2] [--tasks 100]
@@ -18,13 +18,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the shared test-clip maker
 
-from clips import make_clip  # noqa: E402
-from deband.cluster import ClusterOptions, Tasks, TaskShape, input_ref, remote  # noqa: E402
-from deband.model import UNet  # noqa: E402
-from deband.restore import Debander  # noqa: E402
+from deband.cluster.tasks import ClusterOptions, Tasks, TaskShape, input_ref, remote  # noqa: E402
+from deband.cluster.video import deband_video_ray  # noqa: E402
+from deband.model.unet import UNet  # noqa: E402
+from deband.restore.debander import Debander  # noqa: E402
 from deband.video import VideoOptions  # noqa: E402
-from deband.video.cluster import deband_video_ray  # noqa: E402
 from deband.video.jobs import ChunkOptions, deband_video_chunked  # noqa: E402
+from helpers.clips import make_clip  # noqa: E402
 
 
 def _empty(inp, i: int) -> int:

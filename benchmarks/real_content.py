@@ -6,7 +6,7 @@ model given:
 (a) faint detail, delivered as rounded 8-bit R'G'B' with nothing to deband: colour noise of
     2, 3 and 4 codes std, luma grain of 2 and 3 codes, a +-4-code grating of period 6 px and a
     terrain-like field (fractal height through a colormap, 1-px rivers 3 codes darker). These
-    are built here, independently of the training generators (`deband.faint`).
+    are built here, independently of the training generators (`deband.synthesis.faint`).
 (b) held-out corpus images (split "held-out" of a `deband corpus build` manifest, never trained
     on), each banded as a whole by four delivery mechanisms, then the smoothest of eight
     384-px crops scored.
@@ -14,7 +14,7 @@ model given:
     steps).
 
     PYTHONPATH=src python benchmarks/real_content.py src/deband/weights/default.safetensors \
-        runs/real1/model.safetensors --corpus /work/corpus --validation
+        runs/real1/model.safetensors --corpus CORPUS --validation
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deband.delivery import dark_lift, requantise, ten_to_eight, through_codec
+from deband.data.pack import PackConfig, choose_crop
+from deband.io.pixels import quantise
 from deband.metrics import psnr
-from deband.pack import PackConfig, choose_crop
-from deband.pixels import quantise
-from deband.restore import Debander
-from deband.sources import fractal_noise, load_clean
+from deband.restore.debander import Debander
+from deband.synthesis.delivery import dark_lift, requantise, ten_to_eight, through_codec
+from deband.synthesis.sources import fractal_noise, load_clean
 
 SIZE = 256
 C = 1 / 255
@@ -136,8 +136,8 @@ def run(weights: list[str], corpus: Path | None, validation: bool, steps: int) -
             print(f"| {name} | {len(pairs)} | {np.mean(ins):.2f} | " + " | ".join(row) + " |")
         print("| mean gain | | | " + " | ".join(f"{np.mean(gains[w]):+.2f}" for w in weights) + " |")
     if validation:
-        from deband.data import validation_set
-        from deband.train import validate
+        from deband.data.pairs import validation_set
+        from deband.training.loop import validate
 
         print("\n### (c) procedural validation (12 scenes, 6 bits)\n")
         val = validation_set(12, 384)

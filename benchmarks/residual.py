@@ -11,7 +11,7 @@ A large `coarse fixed` gain says the error is wide and smooth (bands, offsets, c
 what a restorer that sees far enough could still fix. A large `fine fixed` gain says it is
 texture the delivery destroyed.
 
-    python benchmarks/residual.py --corpus /work/corpus [--weights W] [--n 8] [--sigma 8]
+    python benchmarks/residual.py --corpus CORPUS [--weights W] [--n 8] [--sigma 8]
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
+from deband.evaluation.realsets import real_set, real_set_names
+from deband.io.pixels import rgb_to_ycbcr
 from deband.metrics import psnr
-from deband.pixels import rgb_to_ycbcr
-from deband.realsets import real_set, real_set_names
-from deband.restore import Debander
+from deband.restore.debander import Debander
 
 
 def coarse_part(img: np.ndarray, sigma: float) -> np.ndarray:

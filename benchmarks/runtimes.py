@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deband.checkpoint import load_model
-from deband.restore import keep_freed_memory
+from deband.model.checkpoint import load_model
+from deband.restore.debander import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from image_speed import banded_frame  # noqa: E402  (benchmarks/ is on sys.path when run as a script)

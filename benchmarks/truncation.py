@@ -21,10 +21,10 @@ import corpus_windows
 import numpy as np
 import torch
 
-from deband.delivery import requantise, ten_to_eight
+from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.metrics import psnr
-from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.restore import Debander, Truncation
+from deband.restore.debander import Debander, Truncation
+from deband.synthesis.delivery import requantise, ten_to_eight
 
 # name -> (delivery given the cut, step in 8-bit codes, the cut as `deband --truncated` names it)
 DELIVERIES = {

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deband.checkpoint import DEFAULT_WEIGHTS
 from deband.config import DEFAULT_STEPS, ModelConfig
-from deband.model import UNet
-from deband.restore import Debander, keep_freed_memory
-from deband.video import VideoOptions, VideoReport, codes_to_frame, deband_video, temporal_flicker
+from deband.io.planes import codes_to_frame
+from deband.model.checkpoint import DEFAULT_WEIGHTS
+from deband.model.unet import UNet
+from deband.restore.debander import Debander, keep_freed_memory
+from deband.video import VideoOptions, VideoReport, deband_video, temporal_flicker
 
 
 def clip_planes(i: int, w: int, h: int) -> list[np.ndarray]:

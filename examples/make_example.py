@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deband.degrade import requantize_ycbcr
-from deband.io import write_image
-from deband.pixels import to_codes
-from deband.sources import sunset_scene
+from deband.io.files import write_image
+from deband.io.pixels import to_codes
+from deband.synthesis.degrade import requantize_ycbcr
+from deband.synthesis.sources import sunset_scene
 
 
 def main() -> None:

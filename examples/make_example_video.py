@@ -15,8 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from deband.degrade import requantize_ycbcr
-from deband.sources import sunset_scene
+from deband.synthesis.degrade import requantize_ycbcr
+from deband.synthesis.sources import sunset_scene
 
 W, H, RATE, SECONDS, SAMPLE_RATE = 640, 360, 24, 3, 48_000
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deband.images import comparison
 from deband.metrics import cambi_rgb
+from deband.restore.images import comparison
 from deband.video import read_video_rgb
 
 HERE = Path(__file__).resolve().parent

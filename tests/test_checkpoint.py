@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from conftest import randomised
-from deband.checkpoint import (
+from deband.errors import InputError
+from deband.model.checkpoint import (
     DEFAULT_WEIGHTS,
     interpolate,
     load_model,
@@ -15,10 +15,11 @@ from deband.checkpoint import (
     save_training_state,
     save_weights,
 )
-from deband.errors import InputError
-from deband.model import UNet
+from deband.model.unet import UNet
+from helpers.models import randomised
 
 
+@pytest.mark.slow
 def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     path = tmp_path / "m.safetensors"
     save_weights(tiny_model, path, {"step": 7})
@@ -29,6 +30,7 @@ def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     assert loaded.config == tiny_model.config
 
 
+@pytest.mark.slow
 def test_shipped_default_loads_offline():
     assert DEFAULT_WEIGHTS.is_file()
     assert DEFAULT_WEIGHTS.stat().st_size < 10 * 2**20
@@ -86,7 +88,7 @@ def test_training_state_round_trip(tmp_path, tiny_model):
 
 
 def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model, monkeypatch):
-    import deband.checkpoint
+    import deband.model.checkpoint
 
     save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 1})
     save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 2})
@@ -99,13 +101,14 @@ def test_saving_replaces_atomically_and_leaves_no_temporary(tmp_path, tiny_model
         open(path, "wb").write(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(deband.checkpoint, "save_file", interrupted)
+    monkeypatch.setattr(deband.model.checkpoint, "save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_weights(tiny_model, tmp_path / "m.safetensors", {"step": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "s.pt"]
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "2"
 
 
+@pytest.mark.slow
 def test_interpolate_mixes_every_weight(tiny_model):
     other = randomised(UNet(tiny_model.config), seed=1)
     ends = interpolate(tiny_model, other, 0.0), interpolate(tiny_model, other, 1.0)
@@ -126,6 +129,7 @@ def test_interpolate_refuses_other_configs_and_shares(tiny_model):
         interpolate(tiny_model, tiny_model, 1.5)
 
 
+@pytest.mark.slow
 def test_cli_mix_writes_the_interpolation_and_refuses_to_overwrite(tiny_model, tmp_path):
     a, b, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "m.safetensors"
     save_weights(tiny_model, a)

@@ -14,19 +14,18 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 import torch
 
-from clips import make_clip
 from deband.config import ModelConfig
-from deband.model import UNet
-from deband.restore import Debander
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video
 from deband.video.chunks import Keyframes, plan_chunks, scan_keyframes
 from deband.video.jobs import ChunkOptions, deband_video_chunked
 from deband.video.resume import MANIFEST, restorer_identity
 from deband.video.streams import Span
+from helpers.clips import frames, make_clip, same_frames, work_folders
 
 FFV1 = VideoOptions(codec="ffv1", batch=5)
 QUARTER = ChunkOptions(seconds=0.2)  # 20 frames at 25 frames/s with keyframes every 5: 4 chunks
@@ -54,24 +53,10 @@ def interrupted(src: Path, dst: Path, after: int, options: VideoOptions = FFV1) 
         deband_video_chunked(src, dst, Counting(stop_at=after), options, QUARTER, progress=False)
 
 
-def work_folders(folder: Path) -> list[Path]:
-    return sorted(folder.glob(".*.deband-work-*"))
-
-
 def video_pts(path: Path) -> list[Fraction]:
     with av.open(str(path)) as c:
         tb = c.streams.video[0].time_base
         return [f.pts * tb for f in c.decode(video=0)]
-
-
-def frames(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
-        return [np.concatenate([np.frombuffer(p, np.uint8) for p in f.planes]) for f in c.decode(video=0)]
-
-
-def same_frames(a: Path, b: Path) -> bool:
-    fa, fb = frames(a), frames(b)
-    return len(fa) == len(fb) > 0 and all((x == y).all() for x, y in zip(fa, fb))
 
 
 def packets(path: Path, index: int) -> list[tuple[bytes, int | None]]:
@@ -153,6 +138,7 @@ def test_plan_past_the_end_or_below_a_keyframe_interval():
 # ----------------------------------------------------------------------------- chunked = single pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trim", [{}, dict(start=0.1, duration=0.9)])
 def test_chunked_ffv1_equals_single_pass(vfr_av, tmp_path, identity, trim):
     opts = VideoOptions(codec="ffv1", batch=3, **trim)
@@ -174,6 +160,7 @@ def test_chunked_ffv1_equals_single_pass(vfr_av, tmp_path, identity, trim):
     assert sorted(tmp_path.iterdir()) == [many, one]  # the work folder is gone
 
 
+@pytest.mark.slow
 def test_chunked_x264_has_the_frames_and_times_of_a_single_pass(vfr_av, tmp_path, identity):
     opts = VideoOptions(codec="libx264", preset="ultrafast")
     one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
@@ -228,6 +215,7 @@ def test_fresh_starts_over(gop5, tmp_path):
     assert rerun.calls == 4 and work_folders(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_changed_settings_get_another_work_folder(gop5, tmp_path):
     dst = tmp_path / "out.mkv"
     interrupted(gop5, dst, 2)
@@ -278,6 +266,7 @@ def test_restorer_identity_follows_weights_and_settings():
 # ----------------------------------------------------------------------------- workers and signals
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_frames_of_one(gop5, tmp_path, identity):
     one, two = tmp_path / "one.mkv", tmp_path / "two.mkv"
     deband_video_chunked(gop5, one, identity, FFV1, QUARTER, progress=False)
@@ -286,6 +275,7 @@ def test_two_jobs_give_the_frames_of_one(gop5, tmp_path, identity):
     assert work_folders(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigterm_stops_the_command_and_keeps_finished_chunks(tmp_path, tiny_weights, jobs):

@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
-from deband.io import read_image, write_image
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.io.files import read_image, write_image
 
 
 def deband(*args, cwd=None):
@@ -21,6 +21,7 @@ def banded(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_image_default_writes_16bit_png(tmp_path, banded, tiny_weights):
     out = tmp_path / "out.png"
     r = deband("image", banded, "-o", out, "--weights", tiny_weights, "--compare")
@@ -30,6 +31,7 @@ def test_image_default_writes_16bit_png(tmp_path, banded, tiny_weights):
     assert (tmp_path / "out-compare.png").is_file()
 
 
+@pytest.mark.slow
 def test_image_8bit_and_tiff(tmp_path, banded, tiny_weights):
     r = deband("image", banded, "-o", tmp_path / "o8.png", "--bit-depth", "8", "--weights", tiny_weights)
     assert r.returncode == 0 and read_image(tmp_path / "o8.png").pixels.dtype == np.uint8
@@ -37,6 +39,7 @@ def test_image_8bit_and_tiff(tmp_path, banded, tiny_weights):
     assert r.returncode == 0 and read_image(tmp_path / "o.tif").pixels.dtype == np.uint16
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite(tmp_path, banded, tiny_weights):
     out = tmp_path / "out.png"
     out.write_bytes(b"keep me")
@@ -47,12 +50,14 @@ def test_refuses_to_overwrite(tmp_path, banded, tiny_weights):
     assert read_image(out).pixels.dtype == np.uint16
 
 
+@pytest.mark.slow
 def test_output_equal_to_input_is_refused(banded, tiny_weights):
     before = banded.read_bytes()
     r = deband("image", banded, "-o", banded, "--weights", tiny_weights, "--overwrite")
     assert r.returncode == OUTPUT and banded.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_folder_batch_goes_past_a_bad_file(tmp_path, banded, tiny_weights):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -71,6 +76,7 @@ def test_folder_batch_goes_past_a_bad_file(tmp_path, banded, tiny_weights):
     (["image", "a.png"], USAGE),
     (["frobnicate"], USAGE),
 ])
+@pytest.mark.slow
 def test_errors_are_one_line_with_exit_code(tmp_path, tiny_weights, args, code):
     r = deband(*args, "--weights", tiny_weights, cwd=tmp_path) if args[0] == "image" else deband(*args)
     assert r.returncode == code
@@ -91,6 +97,7 @@ def test_python_api(tiny_weights):
     assert out.shape == img.shape and out.dtype == np.float32
 
 
+@pytest.mark.slow
 def test_letterbox_bars_are_left_untouched_unless_asked(tmp_path, tiny_weights):
     x = np.full((64, 96, 3), 200, np.uint8)
     x[:, :, 0] = np.linspace(60, 250, 96).astype(np.uint8)
@@ -106,6 +113,7 @@ def test_letterbox_bars_are_left_untouched_unless_asked(tmp_path, tiny_weights):
     assert not np.array_equal(free[bars], kept[bars])
 
 
+@pytest.mark.slow
 def test_guard_bounds_changes_unless_turned_off(tmp_path, tiny_weights):
     x = np.random.default_rng(1).integers(100, 110, (40, 56, 3), dtype=np.uint8)  # texture: no bands
     src = tmp_path / "texture.png"
@@ -121,7 +129,7 @@ def test_guard_bounds_changes_unless_turned_off(tmp_path, tiny_weights):
 
 def test_parser_imports_no_heavy_module():
     code = ("import sys; from deband.cli import build_parser; build_parser(); "
-            "heavy = {'torch', 'av', 'cv2', 'deband.train'} & set(sys.modules); assert not heavy, heavy")
+            "heavy = {'torch', 'av', 'cv2', 'deband.training.loop'} & set(sys.modules); assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
@@ -133,7 +141,8 @@ def test_train_options_are_there_when_asked_for():
 
 def test_exit_codes_and_hints_come_from_the_cli():
     from deband import errors
-    from deband.cli import UsageError, describe, exit_code
+    from deband.cli.exits import describe, exit_code
+    from deband.cli.options import UsageError
 
     cases = [
         (UsageError("u"), 2, "u"),
@@ -145,12 +154,15 @@ def test_exit_codes_and_hints_come_from_the_cli():
          "o.jpg: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8"),
         (errors.TooManyPixelsError("p"), 6, "p (raise it with --max-pixels)"),
         (errors.ResourceError("a.png: out of memory"), 6, "a.png: out of memory (try a smaller --tile)"),
+        (errors.SettingError("steps", "must be between 1 and 100, got 0"), 2,
+         "argument --steps: must be between 1 and 100, got 0"),
     ]
     for error, code, text in cases:
         assert (exit_code(error), describe(error)) == (code, text)
     assert exit_code(KeyboardInterrupt()) == 130 and exit_code(MemoryError()) == 6 and exit_code(OSError()) == 5
 
 
+@pytest.mark.slow
 def test_16bit_jpeg_names_the_option(tmp_path, banded, tiny_weights):
     out = tmp_path / "o.jpg"
     r = deband("image", banded, "-o", out, "--weights", tiny_weights, "--steps", "1")
@@ -158,6 +170,7 @@ def test_16bit_jpeg_names_the_option(tmp_path, banded, tiny_weights):
     assert r.stderr.strip() == f"deband: error: {out}: JPEG holds 8 bits only; use .png/.tif or --bit-depth 8"
 
 
+@pytest.mark.slow
 def test_missing_cuda_is_a_usage_error(tmp_path, banded, tiny_weights):
     import torch
 
@@ -168,6 +181,7 @@ def test_missing_cuda_is_a_usage_error(tmp_path, banded, tiny_weights):
     assert r.stderr.strip() == "deband: error: --device cuda was asked for, but no CUDA GPU is available"
 
 
+@pytest.mark.slow
 def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_weights):
     import signal
     import time
@@ -193,6 +207,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_weights):
     assert list(out.iterdir()) == []  # neither b.png nor its temporary file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
 def test_compare_picture_never_replaces_the_input(tmp_path, banded, tiny_weights, overwrite):
     src = tmp_path / "x-compare.png"
@@ -203,6 +218,7 @@ def test_compare_picture_never_replaces_the_input(tmp_path, banded, tiny_weights
     assert src.read_bytes() == before and not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_compare_picture_is_not_written_over_without_overwrite(tmp_path, banded, tiny_weights):
     (tmp_path / "out-compare.png").write_bytes(b"keep me")
     r = deband("image", banded, "-o", tmp_path / "out.png", "--compare", "--weights", tiny_weights)
@@ -213,6 +229,7 @@ def test_compare_picture_is_not_written_over_without_overwrite(tmp_path, banded,
     assert read_image(tmp_path / "out-compare.png").pixels.shape[1] > 96 * 2  # before | after
 
 
+@pytest.mark.slow
 def test_inspect_never_replaces_its_input(banded):
     before = banded.read_bytes()
     r = deband("inspect", banded, "-o", banded, "--overwrite")
@@ -220,6 +237,7 @@ def test_inspect_never_replaces_its_input(banded):
     assert banded.read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inputs,output", [(1, "out.webp"), (2, "two.png"), (2, "clean.v2")])
 def test_a_file_name_never_becomes_a_folder(tmp_path, banded, tiny_weights, inputs, output):
     second = tmp_path / "second.png"
@@ -229,6 +247,7 @@ def test_a_file_name_never_becomes_a_folder(tmp_path, banded, tiny_weights, inpu
     assert not (tmp_path / output).exists()
 
 
+@pytest.mark.slow
 def test_folder_rerun_skips_what_is_done(tmp_path, banded, tiny_weights):
     shots = tmp_path / "shots"
     shots.mkdir()
@@ -252,6 +271,7 @@ def test_folder_rerun_skips_what_is_done(tmp_path, banded, tiny_weights):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: v for k, v in made.items() if k != "b.png"}
 
 
+@pytest.mark.slow
 def test_folder_output_is_never_the_input_folder(tmp_path, banded, tiny_weights):
     shots = tmp_path / "shots"
     shots.mkdir()

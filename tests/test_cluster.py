@@ -1,4 +1,4 @@
-"""deband.cluster and deband.video.cluster on a real local Ray cluster (two CPUs): the same
+"""deband.cluster.tasks and deband.cluster.video on a real local Ray cluster (two CPUs): the same
 outputs as local runs, bad inputs failing once, transient errors retried, inputs sent when a
 worker cannot read them, resuming across local and Ray runs, and `--ray` on the CLI."""
 
@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # a Ray cluster
 ray = pytest.importorskip("ray")
 
 import deband  # noqa: E402
-from clips import make_clip  # noqa: E402
-from conftest import TINY, randomised  # noqa: E402
-from deband.cluster import (  # noqa: E402
+from deband.cluster import video as video_cluster  # noqa: E402
+from deband.cluster.images import run_batch_ray  # noqa: E402
+from deband.cluster.tasks import (  # noqa: E402
     ClusterOptions,
     Tasks,
     TaskShape,
@@ -31,22 +32,21 @@ from deband.cluster import (  # noqa: E402
     input_ref,
     local_input,
     remote,
-    run_batch_ray,
     task_shape,
 )
+from deband.cluster.video import deband_library_ray, deband_video_ray  # noqa: E402
 from deband.errors import ClusterError, InputError  # noqa: E402
-from deband.images import ImageOptions, run_batch  # noqa: E402
-from deband.io import write_image  # noqa: E402
-from deband.model import UNet  # noqa: E402
-from deband.restore import Debander  # noqa: E402
+from deband.io.files import write_image  # noqa: E402
+from deband.model.unet import UNet  # noqa: E402
+from deband.restore.debander import Debander  # noqa: E402
+from deband.restore.images import ImageOptions, run_batch  # noqa: E402
 from deband.video import VideoOptions  # noqa: E402
-from deband.video import cluster as video_cluster  # noqa: E402
 from deband.video.chunks import plan_chunks, scan_keyframes  # noqa: E402
-from deband.video.cluster import deband_library_ray, deband_video_ray  # noqa: E402
 from deband.video.jobs import ChunkOptions, deband_video_chunked  # noqa: E402
 from deband.video.library import deband_library  # noqa: E402
 from deband.video.streams import probe  # noqa: E402
-from test_chunks import frames, same_frames, work_folders  # noqa: E402
+from helpers.clips import frames, make_clip, same_frames, work_folders  # noqa: E402
+from helpers.models import TINY, randomised  # noqa: E402
 
 FFV1 = VideoOptions(codec="ffv1", batch=5)
 QUARTER = ChunkOptions(seconds=0.2)  # 20 frames at 25 frames/s, a keyframe every 5: 4 chunks

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.corpus import CorpusConfig, area_downscale, build_corpus, excluded, pixel_sha256, split_of
-from deband.corpus_packages import PackageIndex, licence_from_copyright
+from deband.data.corpus import CorpusConfig, area_downscale, build_corpus, excluded, pixel_sha256, split_of
+from deband.data.corpus_packages import PackageIndex, licence_from_copyright
 from deband.errors import InputError
-from deband.io import read_image
-from deband.pixels import from_codes
+from deband.io.files import read_image
+from deband.io.pixels import from_codes
 
 CONFIG = CorpusConfig(scale=2, min_side=8, held_out=0.5, min_bytes=0)
 

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from corpora import HELD_OUT_RGB, make_corpus
 from deband.config import DataConfig, load_train_config
-from deband.data import PairSampler, PairStream, RunSeeds
-from deband.degrade import random_degrade
+from deband.data.pack import PackConfig, build_pack
+from deband.data.pairs import CorpusImages, PairSampler, PairStream, RunSeeds
 from deband.errors import InputError
-from deband.letterbox import add_bars
-from deband.pack import PackConfig, build_pack
-from deband.pixels import quantise
-from deband.sources import CorpusImages, add_detail, crop_pair, random_region
+from deband.io.pixels import quantise
+from deband.restore.letterbox import add_bars
+from deband.synthesis.degrade import random_degrade
+from deband.synthesis.sources import add_detail, crop_pair, random_region
+from helpers.corpora import HELD_OUT_RGB, make_corpus
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deband" / "weights"
+HISTORY = Path(__file__).resolve().parents[1] / "docs" / "model-history"  # every training config so far
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_new_fields_at_their_defaults_draw_the_previous_pairs(cfg):
 
 
 def test_shipped_configs_load_with_todays_behaviour():
-    older = [p for p in sorted(WEIGHTS.glob("*config.json")) if not p.name.startswith("real")]  # real*: the new mix
+    older = [p for p in sorted(HISTORY.glob("*config.json")) if not p.name.startswith("real")]  # real*: the new mix
     assert older
     for path in older:
         data = load_train_config(path).data

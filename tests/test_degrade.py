@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from deband import degrade
-from deband.pixels import quantise, rgb_to_ycbcr
-from deband.sources import procedural_scene
+from deband.io.pixels import quantise, rgb_to_ycbcr
+from deband.synthesis import degrade
+from deband.synthesis.sources import procedural_scene
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_sources_are_deterministic_and_high_precision():
 
 def test_unbanded_pairs_carry_detail_at_eight_bits():
     from deband.config import DataConfig
-    from deband.data import PairSampler
+    from deband.data.pairs import PairSampler
 
     sampler = PairSampler(DataConfig(natural_fraction=0.0, unbanded_fraction=1.0), torch.Generator().manual_seed(1))
     clean, banded = sampler.batch(16, 64)

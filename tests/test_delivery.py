@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from deband import delivery, encoders
-from deband.chroma import subsample_420, upsample
-from deband.degrade import random_degrade
-from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.sources import procedural_scene
-from deband.video.colour import codes_to_frame
+from deband.io.chroma import subsample_420, upsample
+from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.io.planes import codes_to_frame
+from deband.synthesis import delivery, encoders
+from deband.synthesis.degrade import random_degrade
+from deband.synthesis.sources import procedural_scene
 
 SIZES = [(64, 96), (65, 97)]  # (h, w), one odd
 

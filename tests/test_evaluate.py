@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from deband.baselines import FILTERS, ffmpeg_filter
-from deband.evalreport import crop_panels, detail_window
-from deband.evalsets import Pair, synthetic_set
-from deband.scoring import Row, identity, markdown, score, smooth_reference
+from deband.evaluation.baselines import FILTERS, ffmpeg_filter
+from deband.evaluation.evalreport import crop_panels, detail_window
+from deband.evaluation.evalsets import Pair, synthetic_set
+from deband.evaluation.scoring import Row, identity, markdown, score, smooth_reference
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
@@ -61,6 +61,7 @@ def test_markdown_marks_missing_values():
     assert "40.12" in table and "–" in table
 
 
+@pytest.mark.slow
 def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, tiny_weights):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "deband.cli", "eval", "--n", "1", "--size", "64", "--steps", "1",
@@ -76,8 +77,9 @@ def test_eval_without_a_corpus_says_how_to_make_one_and_runs_the_rest(tmp_path, 
     assert not any(name.startswith("real ") for name in data)
 
 
+@pytest.mark.slow
 def test_inspect_command(tmp_path):
-    from deband.io import write_image
+    from deband.io.files import write_image
 
     x = np.linspace(0, 1, 256, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2)
     write_image(tmp_path / "g.png", (np.round(x * 63) / 63 * 255).astype(np.uint8))
@@ -99,7 +101,7 @@ def test_detail_window_finds_the_edges_and_stays_inside():
 
 
 def test_summary_gives_each_set_its_gain_and_skips_sets_without_our_rows():
-    from deband.evalreport import summary
+    from deband.evaluation.evalreport import summary
 
     rows = [Row("clean reference", "s", psnr=200, cambi4=2.0, detail=100.0),
             Row("banded input", "s", psnr=40.0, cambi4=9.0, detail=80.0),

@@ -4,14 +4,14 @@ import sys
 import numpy as np
 import pytest
 
-from deband.cli import OUTPUT, USAGE
+from deband.cli.exits import OUTPUT, USAGE
 from deband.errors import OutputExistsError
-from deband.restore import Debander
+from deband.restore.debander import Debander
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from deband.export import export_onnx  # noqa: E402
+from deband.restore.export import export_onnx  # noqa: E402
 
 SIZES = [(37, 53), (64, 96), (97, 131), (33, 47), (130, 257)]
 
@@ -44,6 +44,7 @@ def exported(tmp_path_factory):
     return {steps: export_onnx(folder / f"s{steps}.onnx", steps=steps, strength=0.6) for steps in (1, 2)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [1, 2])
 def test_onnx_runtime_equals_debander(exported, steps):
     debander = Debander.load(None, "cpu", steps=steps, strength=0.6, bars=False)
@@ -71,6 +72,7 @@ def test_graph_has_one_input_one_output_dynamic_size(exported):
     assert "Softmax" not in {node.op_type for node in graph.node}  # decomposed: ORT's inner-axis kernel is slow
 
 
+@pytest.mark.slow
 def test_other_weights_and_sizes_that_need_no_padding(tmp_path, tiny_weights):
     path = export_onnx(tmp_path / "tiny.onnx", steps=3, weights=tiny_weights, opset=18)  # ReduceMax takes axes
     debander = Debander.load(tiny_weights, "cpu", steps=3, bars=False)
@@ -79,6 +81,7 @@ def test_other_weights_and_sizes_that_need_no_padding(tmp_path, tiny_weights):
         assert np.abs(run_onnx(path, image) - debander.restore(image)).max() < 1e-4, (h, w)
 
 
+@pytest.mark.slow
 def test_fp16_input_and_output(tmp_path):
     path = export_onnx(tmp_path / "half.onnx", steps=2, strength=0.6, fp16=True)
     graph = onnx.load(str(path)).graph
@@ -105,6 +108,7 @@ def deband(*args):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_writes_refuses_to_overwrite_and_checks_steps(tmp_path, tiny_weights):
     out = tmp_path / "deband.onnx"
     r = deband("export", "onnx", out, "--weights", tiny_weights, "--steps", "1")
@@ -141,6 +145,7 @@ np.save(sys.argv[1], np.stack([np.asarray(f[p]).astype(np.float32) for p in rang
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fp16", [False, True])
 def test_vapoursynth_core_ort_equals_debander(tmp_path, vapoursynth_python, fp16):
     path = export_onnx(tmp_path / "deband.onnx", steps=2, strength=0.6, fp16=fp16)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from deband.faint import CODE, CONTRAST, KINDS, colormap, deliver, faint_pair, faint_scene
-from deband.pixels import quantise
+from deband.io.pixels import quantise
+from deband.synthesis.faint import CODE, CONTRAST, KINDS, colormap, deliver, faint_pair, faint_scene
 
 
 def _scene(kind: str, seed: int = 0, size: int = 96):

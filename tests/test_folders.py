@@ -1,7 +1,7 @@
 import pytest
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
-from deband.folders import FolderReport, Job, gather, output_folder, plan
+from deband.io.folders import FolderReport, Job, gather, output_folder, plan
 
 
 def _files(folder, *names):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deband.guard import CODE, Guard
+from deband.restore.guard import CODE, Guard
 
 WIDE = Guard(grid=True, chroma=True)  # the guard with both widenings
 
@@ -71,7 +71,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_debander_applies_the_guard_unless_told_not_to() -> None:
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     class Eraser(torch.nn.Module):  # predicts mid-grey everywhere: erases all detail
         def forward(self, x, t):
@@ -113,7 +113,7 @@ def test_no_grid_in_8_bit_texture_two_level_text_or_flat_areas() -> None:
 
 def chroma_bands_over_texture(h: int = 128, w: int = 256) -> torch.Tensor:
     """Luma texture (+-2 codes) under Cb steps of 8 codes every 32 px, as 8-bit R'G'B'. (1, 3, h, w)."""
-    from deband.pixels import ycbcr_to_rgb
+    from deband.io.pixels import ycbcr_to_rgb
 
     g = torch.Generator().manual_seed(3)
     y = 0.5 + torch.randint(-2, 3, (1, h, w), generator=g).float() * CODE
@@ -123,7 +123,7 @@ def chroma_bands_over_texture(h: int = 128, w: int = 256) -> torch.Tensor:
 
 
 def test_chroma_bands_over_textured_luma_may_dissolve_but_luma_texture_stays() -> None:
-    from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+    from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 
     x = chroma_bands_over_texture()
     assert Guard().bound(x).max() <= 0.25 * CODE + 1e-7  # luma texture: today's bound
@@ -148,13 +148,13 @@ def test_faint_colour_detail_keeps_todays_bound() -> None:
 def test_chroma_on_a_coarse_grid_may_move_half_its_step() -> None:
     """Cb/Cr stored at 5 bits (steps of 8 limited-range codes) over textured luma, delivered as
     8-bit R'G'B': the chroma's own grid lets each plane move 4 codes."""
-    from deband.delivery import store_ycbcr
+    from deband.synthesis.delivery import store_ycbcr
 
     g = torch.Generator().manual_seed(6)
     y = 0.45 + 0.03 * torch.rand(1, 96, 192, generator=g)  # luma texture
     hue = torch.rand(2, 3, 6, generator=g) * 0.2 - 0.1  # blotches of colour 32 px wide
     hue = torch.nn.functional.interpolate(hue[None], scale_factor=32.0, mode="nearest")[0]
-    from deband.pixels import ycbcr_to_rgb
+    from deband.io.pixels import ycbcr_to_rgb
 
     clean = ycbcr_to_rgb(torch.cat([y, hue])[None]).clamp(0, 1)[0]
     x = store_ycbcr(clean, 8, 5, source_bits=10)[None]

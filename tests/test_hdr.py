@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from deband.video import VideoOptions, codes_to_frame, deband_video
+from deband.io.planes import codes_to_frame
+from deband.video import VideoOptions, deband_video
 from deband.video.hdr import HdrMetadata
 
 W, H = 64, 48

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from deband.indi import interpolate, sample, sample_t, timesteps
+from deband.model.indi import interpolate, sample, sample_t, timesteps
 
 
 def test_interpolate_endpoints():

@@ -15,8 +15,8 @@ from deband.errors import (
     TooManyPixelsError,
     UnsupportedError,
 )
-from deband.io import Picture, read_image, write_image
-from deband.pixels import to_codes
+from deband.io.files import Picture, read_image, write_image
+from deband.io.pixels import to_codes
 
 
 def _rand(shape, dtype):
@@ -119,7 +119,7 @@ def test_our_pixel_limit_decides_not_pillows(tmp_path, monkeypatch, suffix):
 
 
 def test_import_leaves_pillows_guard_alone():
-    code = ("import PIL.Image as I; m = I.MAX_IMAGE_PIXELS; import deband, deband.io, deband.images; "
+    code = ("import PIL.Image as I; m = I.MAX_IMAGE_PIXELS; import deband, deband.io.files, deband.restore.images; "
             "assert I.MAX_IMAGE_PIXELS == m, I.MAX_IMAGE_PIXELS")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -142,13 +142,13 @@ def test_write_refuses_overwrite_and_leaves_nothing(tmp_path):
 
 
 def test_failed_encode_leaves_nothing(tmp_path, monkeypatch):
-    import deband.io
+    import deband.io.files
 
     def fail(tmp, *args):
         tmp.write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(deband.io, "_encode", fail)
+    monkeypatch.setattr(deband.io.files, "_encode", fail)
     with pytest.raises(OutputError, match="No space left"):
         write_image(tmp_path / "x.png", _rand((4, 4, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []

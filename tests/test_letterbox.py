@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from deband.letterbox import add_bars, find_bars, keep_bars
-from deband.pixels import quantise
-from deband.restore import Debander
-from deband.sources import procedural_scene
+from deband.io.pixels import quantise
+from deband.restore.debander import Debander
+from deband.restore.letterbox import add_bars, find_bars, keep_bars
+from deband.synthesis.sources import procedural_scene
 
 
 def _framed(seed: int, h: int = 120, w: int = 160) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -16,6 +16,7 @@ def _framed(seed: int, h: int = 120, w: int = 160) -> tuple[torch.Tensor, torch.
     return clean, c, b
 
 
+@pytest.mark.slow
 def test_added_bars_are_flat_identical_and_span_one_axis():
     for seed in range(20):
         clean, c, b = _framed(seed)

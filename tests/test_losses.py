@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from deband.config import LossConfig
-from deband.losses import RestorationLoss, fft_magphase_loss, fft_reim_loss, pixel_loss
+from deband.training.losses import RestorationLoss, fft_magphase_loss, fft_reim_loss, pixel_loss
 
 
 @pytest.mark.parametrize("fn", [fft_magphase_loss, fft_reim_loss])

@@ -11,8 +11,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from deband import metrics
+from deband.io.pixels import luma_codes
 from deband.metrics import cambi, cambi_heatmap, cambi_rgb, psnr, ssim
-from deband.pixels import luma_codes
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "cambi-vectors"
 EXAMPLES = VECTORS.parent / "reference-examples"

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from conftest import IDENTITY
 from deband.config import ModelConfig
-from deband.model import UNet, count_parameters
+from deband.model.unet import UNet, count_parameters
+from helpers.models import IDENTITY
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (33, 65), (64, 64)])
@@ -36,7 +36,7 @@ def test_default_size_fits_the_budget():
 def test_receptive_field_spans_hundreds_of_pixels(tiny_model):
     cfg = ModelConfig(channels=(8, 8, 8, 8, 8), refine=0, time_dim=16)
     torch.manual_seed(0)
-    from conftest import randomised
+    from helpers.models import randomised
 
     model = randomised(UNet(cfg))
     x = torch.rand(1, 3, 512, 512, requires_grad=True)
@@ -48,7 +48,7 @@ def test_receptive_field_spans_hundreds_of_pixels(tiny_model):
 def test_grown_smooth_scales_start_close_to_the_old_model(tiny_model):
     from dataclasses import replace
 
-    from deband.model import grow_smooth_scales
+    from deband.model.unet import grow_smooth_scales
 
     wider = replace(tiny_model.config, smooth_scales=tiny_model.config.smooth_scales + 2)
     grown = UNet(wider)
@@ -70,8 +70,8 @@ def reference_forward(model: UNet, x_t: torch.Tensor, t: torch.Tensor | float) -
     `blend_reference`. The optimised forward must match it up to rounding."""
     import torch.nn.functional as F
 
-    from deband.blend import blend_reference
-    from deband.model import time_features
+    from deband.model.blend import blend_reference
+    from deband.model.unet import time_features
 
     cfg = model.config
     b, c, h, w = x_t.shape
@@ -112,7 +112,7 @@ BOUND = 1e-5  # max abs difference, on [0, 1], allowed between the fast paths an
 def test_separable_upsample_is_bilinear_upsample(s, h, w):
     import torch.nn.functional as F
 
-    from deband.blend import upsample_separable
+    from deband.model.blend import upsample_separable
 
     x = torch.randn(2, 3, h, w) * 10
     expected = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
@@ -124,7 +124,7 @@ def test_separable_upsample_is_bilinear_upsample(s, h, w):
 @pytest.mark.parametrize("scales,h,w", [(3, 8, 8), (3, 24, 40), (5, 32, 96), (7, 128, 384)])
 @pytest.mark.parametrize("spread", [0.1, 5.0, 30.0, 1e4])
 def test_streamed_blend_equals_the_reference(scales, h, w, spread):
-    from deband.blend import blend, blend_reference
+    from deband.model.blend import blend, blend_reference
 
     g = torch.Generator().manual_seed(scales * 1000 + h)
     x = torch.rand(2, 3, h, w, generator=g)
@@ -136,7 +136,7 @@ def test_streamed_blend_equals_the_reference(scales, h, w, spread):
 
 
 def test_streamed_blend_is_differentiable_while_training():
-    from deband.blend import blend, blend_reference
+    from deband.model.blend import blend, blend_reference
 
     x, logits = torch.rand(1, 3, 16, 16), torch.randn(1, 12, 4, 4, requires_grad=True)
     blend(x, logits, 3).sum().backward()
@@ -151,10 +151,11 @@ def test_forward_equals_the_reference_forward(tiny_model, h, w):
             assert (model(x, 0.7) - reference_forward(model, x, 0.7)).abs().max() < BOUND
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(97, 131), (200, 301)])
 def test_shipped_model_forward_equals_the_reference_forward(h, w):
-    from deband.checkpoint import load_model
-    from deband.sources import procedural_scene
+    from deband.model.checkpoint import load_model
+    from deband.synthesis.sources import procedural_scene
 
     model = load_model(None).eval().to(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(h)
@@ -168,7 +169,7 @@ def test_shipped_model_forward_equals_the_reference_forward(h, w):
 def test_chroma_stage_starts_as_the_model_it_grew_from(tiny_model):
     from dataclasses import replace
 
-    from deband.model import add_chroma_stage
+    from deband.model.unet import add_chroma_stage
 
     cfg = replace(tiny_model.config, chroma_scales=3)
     grown = UNet(cfg)
@@ -183,8 +184,8 @@ def test_chroma_stage_starts_as_the_model_it_grew_from(tiny_model):
 def test_chroma_stage_changes_cb_cr_only_and_learns(tiny_model):
     from dataclasses import replace
 
-    from deband.model import add_chroma_stage
-    from deband.pixels import rgb_to_ycbcr
+    from deband.io.pixels import rgb_to_ycbcr
+    from deband.model.unet import add_chroma_stage
 
     cfg = replace(tiny_model.config, chroma_scales=3)
     grown = UNet(cfg)

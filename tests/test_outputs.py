@@ -4,7 +4,7 @@ import signal
 import pytest
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
-from deband.outputs import atomic_output, check_output, same_file, temporary_beside, terminate_as_interrupt
+from deband.io.outputs import atomic_output, check_output, same_file, temporary_beside, terminate_as_interrupt
 
 
 def _names(folder):
@@ -98,4 +98,20 @@ def test_terminate_becomes_keyboard_interrupt_and_handler_is_restored(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is previous
     finally:
         signal.signal(signal.SIGTERM, old)
+    assert _names(tmp_path) == []
+
+
+def test_an_interrupt_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    from deband.io import outputs
+
+    made = outputs.temporary_beside
+
+    def and_interrupted(dst):
+        tmp = made(dst)
+        os.kill(os.getpid(), signal.SIGTERM)  # the file exists; atomic_output has not taken it over yet
+        return tmp
+
+    monkeypatch.setattr(outputs, "temporary_beside", and_interrupted)
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt(), atomic_output(tmp_path / "a.png") as tmp:
+        tmp.write_bytes(b"never")
     assert _names(tmp_path) == []

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from corpora import make_corpus
+from deband.data.pack import Pack, PackConfig, build_pack, choose_crop, decode, encode
 from deband.errors import InputError
-from deband.io import read_image
-from deband.pack import Pack, PackConfig, build_pack, choose_crop, decode, encode
-from deband.pixels import to_codes
+from deband.io.files import read_image
+from deband.io.pixels import to_codes
+from helpers.corpora import make_corpus
 
 
 @pytest.fixture
@@ -71,6 +71,7 @@ def test_not_a_pack_is_an_input_error(tmp_path):
         Pack(bad)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_pack_and_refuses_to_overwrite(corpus, tmp_path):
     out = tmp_path / "p.npz"
     cmd = [sys.executable, "-m", "deband.cli", "corpus", "pack", str(out), "--corpus", str(corpus),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deband.pixels import (
+from deband.io.pixels import (
     MATRICES,
     bits_of,
     from_codes,

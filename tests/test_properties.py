@@ -4,15 +4,16 @@ random shapes, dtypes, channel counts and settings."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY, randomised
-from deband.io import read_image, write_image
-from deband.model import UNet
-from deband.pixels import to_codes
-from deband.restore import Debander, tiled, to_float
+from deband.io.files import read_image, write_image
+from deband.io.pixels import to_codes
+from deband.model.unet import UNet
+from deband.restore.debander import Debander, tiled, to_float
+from helpers.models import TINY, randomised
 
 torch.manual_seed(0)
 MODEL = randomised(UNet(TINY))  # module level: Hypothesis cannot reuse function-scoped fixtures
@@ -42,6 +43,7 @@ def tilings(draw) -> tuple[int, int]:
     return tile, draw(st.integers(0, (tile - 1) // 2))
 
 
+@pytest.mark.slow
 @FAST
 @given(img=images(), tiling=tilings(), steps=st.integers(1, 4), strength=st.floats(0.1, 1.0))
 def test_restore_keeps_shape_range_and_alpha(img, tiling, steps, strength):

@@ -11,29 +11,28 @@ import numpy as np
 import pytest
 import torch
 
+from deband.data.manifest import corpus_folder, split_files
 from deband.errors import InputError
-from deband.faintsets import FAINT_KINDS, faint_scene, faint_set
-from deband.io import write_image
-from deband.pixels import quantise
-from deband.realsets import (
+from deband.evaluation.faintsets import FAINT_KINDS, faint_scene, faint_set
+from deband.evaluation.realsets import (
     CODECS,
     COLOUR,
     REQUANTISATIONS,
     colour_set_names,
     corpus_crops,
-    corpus_folder,
     corpus_problem,
     faint_map,
     gentle_map,
-    held_out_files,
     load_held_out,
     ranked_windows,
     real_set,
     real_set_names,
     texture_map,
 )
-from deband.scoring import detail_kept, detail_region, identity, local_rms
-from deband.scoring import score as score_method
+from deband.evaluation.scoring import detail_kept, detail_region, identity, local_rms
+from deband.evaluation.scoring import score as score_method
+from deband.io.files import write_image
+from deband.io.pixels import quantise
 
 
 def _picture(h: int, w: int, seed: int) -> np.ndarray:
@@ -64,7 +63,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_only_held_out_images_are_read(corpus: Path) -> None:
-    assert [p.name for p in held_out_files(corpus)] == ["img-1.png", "img-3.png"]
+    assert [p.name for p in split_files(corpus, "held-out")] == ["img-1.png", "img-3.png"]
     images = load_held_out(corpus)
     assert [name for name, _ in images] == ["img-1.png", "img-3.png"]
     train = {_key(np.round(_picture(96, 160, k) * 65535) / 65535) for k in (0, 2, 4)}
@@ -143,10 +142,10 @@ def test_missing_or_broken_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     broken = make_corpus(tmp_path / "b", ["held-out"], 64, 64)
     (broken / "img-0.png").unlink()
     with pytest.raises(InputError, match="img-0.png"):
-        held_out_files(broken)
+        split_files(broken, "held-out")
     (broken / "manifest.json").write_text("{")
     with pytest.raises(InputError, match="not a corpus manifest"):
-        held_out_files(broken)
+        split_files(broken, "held-out")
     monkeypatch.setenv("DEBAND_CORPUS", str(tmp_path / "env"))
     assert corpus_folder() == tmp_path / "env" and corpus_folder(tmp_path / "x") == tmp_path / "x"
     monkeypatch.delenv("DEBAND_CORPUS")
@@ -224,6 +223,7 @@ def _eval(args: list[str], weights: Path, env: dict | None = None) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_eval_prints_real_content_tables_first(corpus: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     r = _eval(["--corpus", str(corpus), "--json", str(out), "--markdown", str(md)], tiny_weights)
@@ -241,6 +241,7 @@ def test_eval_prints_real_content_tables_first(corpus: Path, tiny_weights: Path,
     assert "## Summary" in text and "| real 4:2:0 8-bit |" in text and "Measured on 20" in text
 
 
+@pytest.mark.slow
 def test_eval_skips_real_sets_when_no_window_is_smooth_gradient(tiny_weights: Path, tmp_path: Path) -> None:
     def noise(h: int, w: int, k: int) -> np.ndarray:
         return np.random.default_rng(k).uniform(0.2, 0.8, (h, w, 3))

@@ -1,3 +1,5 @@
+import dataclasses
+import pickle
 import platform
 import subprocess
 import sys
@@ -6,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from deband.restore import Debander, tiled, to_float
+from deband.errors import SettingError
+from deband.restore.debander import MAX_STEPS, Debander, check_sampling, tiled, to_float
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 3), (97, 131), (300, 257)])
@@ -55,8 +58,8 @@ def test_restore_shape_contract_and_alpha_untouched(tiny_model, shape, dtype):
 
 
 def test_untrained_model_restores_to_the_input():
-    from conftest import IDENTITY
-    from deband.model import UNet
+    from deband.model.unet import UNet
+    from helpers.models import IDENTITY
 
     img = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
     assert np.allclose(Debander(UNet(IDENTITY).eval(), steps=3).restore(img), img, atol=1e-6)
@@ -69,7 +72,7 @@ def test_to_float_rejects_other_types():
 
 FAULTS = """
 import resource, sys, torch
-from deband.restore import keep_freed_memory
+from deband.restore.debander import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -95,10 +98,30 @@ def test_freed_memory_is_reused_without_page_faults(setting):
         assert int(faults) > 9000  # every call faults its 10k pages in
 
 
+@pytest.mark.parametrize("steps, strength, setting", [
+    (0, 1.0, "steps"), (MAX_STEPS + 1, 1.0, "steps"), (2, 0.0, "strength"), (2, 1.5, "strength"),
+    (2, float("nan"), "strength"),
+])
+def test_steps_and_strength_are_checked_where_the_debander_takes_them(tiny_model, steps, strength, setting):
+    with pytest.raises(SettingError, match=f"^{setting}: ") as caught:
+        Debander(tiny_model, steps=steps, strength=strength)
+    assert caught.value.setting == setting and isinstance(caught.value, ValueError)
+    again = pickle.loads(pickle.dumps(caught.value))  # Ray hands errors back pickled
+    assert (type(again), str(again), again.setting) == (SettingError, str(caught.value), setting)
+
+
+def test_the_range_ends_are_accepted(tiny_model):
+    check_sampling(1, 1e-6)
+    check_sampling(MAX_STEPS, 1.0)
+    debander = Debander(tiny_model, steps=MAX_STEPS, strength=0.5)
+    with pytest.raises(SettingError, match="steps"):
+        dataclasses.replace(debander, steps=0)  # as the web page makes a restorer per request
+
+
 @pytest.mark.parametrize("space", ["rgb", "ycbcr"])
 def test_truncation_offset_is_added_back_before_restoring(space):
-    from deband.pixels import rgb_to_ycbcr
-    from deband.restore import Truncation
+    from deband.io.pixels import rgb_to_ycbcr
+    from deband.restore.debander import Truncation
 
     cut = Truncation(10, 8, space)
     assert cut.steps == pytest.approx(0.375)

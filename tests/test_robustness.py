@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.cli import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
-from deband.io import read_image, write_image
+from deband.cli.exits import OUTPUT, RESOURCES, UNREADABLE, UNSUPPORTED
+from deband.io.files import read_image, write_image
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deband"
 
@@ -59,6 +59,7 @@ def _assert_clean_failure(r, code, out_dir):
     assert not any(out_dir.iterdir()), list(out_dir.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_inputs(tmp_path, tiny_weights, name):
     content, code = BAD[name]
@@ -70,6 +71,7 @@ def test_bad_inputs(tmp_path, tiny_weights, name):
     _assert_clean_failure(r, code, out)
 
 
+@pytest.mark.slow
 def test_directory_where_a_file_was_expected(tmp_path, tiny_weights):
     (tmp_path / "d.png").mkdir()
     out = tmp_path / "out"
@@ -78,6 +80,7 @@ def test_directory_where_a_file_was_expected(tmp_path, tiny_weights):
     assert r.returncode != 0 and "Traceback" not in r.stderr and not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_bomb_override(tmp_path, tiny_weights):
     write_image(tmp_path / "a.png", np.zeros((20, 30, 3), np.uint8))
     r = deband("image", tmp_path / "a.png", "-o", tmp_path / "b.png", "--max-pixels", "100", "--weights", tiny_weights)
@@ -88,6 +91,7 @@ def test_bomb_override(tmp_path, tiny_weights):
 
 @pytest.mark.parametrize("shape,dtype", [((1, 1, 3), np.uint8), ((1, 9, 3), np.uint8), ((7, 3, 3), np.uint8),
                                          ((12, 10), np.uint16), ((12, 10, 2), np.uint8), ((12, 10, 4), np.uint16)])
+@pytest.mark.slow
 def test_odd_shapes_and_channels(tmp_path, tiny_weights, shape, dtype):
     px = (np.random.default_rng(1).random(shape) * np.iinfo(dtype).max).astype(dtype)
     write_image(tmp_path / "in.png", px)
@@ -97,6 +101,7 @@ def test_odd_shapes_and_channels(tmp_path, tiny_weights, shape, dtype):
     assert out.shape[:2] == shape[:2] and out.dtype == np.uint16
 
 
+@pytest.mark.slow
 def test_palette_cmyk_exif_icc(tmp_path, tiny_weights):
     rng = np.random.default_rng(2)
     px = (rng.random((10, 14, 3)) * 255).astype(np.uint8)
@@ -112,12 +117,14 @@ def test_palette_cmyk_exif_icc(tmp_path, tiny_weights):
     assert rot.pixels.shape[:2] == (14, 10) and rot.icc == b"icc" * 50
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder(tmp_path, tiny_weights):
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     r = deband("image", tmp_path / "a.png", "-o", tmp_path / "missing" / "deeper" / "b.png", "--weights", tiny_weights)
     assert r.returncode == OUTPUT and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE")
 def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights):
     import resource
@@ -143,6 +150,7 @@ def test_source_has_no_pickle_eval_or_shell_strings():
             assert not re.search(pattern, text), f"{path.name} matches {pattern!r}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_previous_output(tmp_path):
     import signal
     import time
@@ -182,6 +190,7 @@ def test_ctrl_c_keeps_the_previous_output(tmp_path):
     assert np.array_equal(read_image(out / "b.png").pixels, previous)
 
 
+@pytest.mark.slow
 def test_pixel_limit_message_names_the_option(tmp_path, tiny_weights):
     (tmp_path / "bomb.png").write_bytes(_bomb())
     r = deband("image", tmp_path / "bomb.png", "-o", tmp_path / "x.png", "--weights", tiny_weights)
@@ -196,6 +205,7 @@ def _animation(path, frames=3):
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["anim.gif", "anim.png", "anim.webp"])
 def test_animation_is_refused_not_cut_to_its_first_frame(tmp_path, tiny_weights, name):
     _animation(tmp_path / name)
@@ -206,6 +216,7 @@ def test_animation_is_refused_not_cut_to_its_first_frame(tmp_path, tiny_weights,
     assert "3 frames" in r.stderr
 
 
+@pytest.mark.slow
 def test_folder_mode_says_what_it_leaves_out(tmp_path, tiny_weights):
     shots = tmp_path / "shots"
     shots.mkdir()

@@ -15,9 +15,9 @@ import av
 import numpy as np
 import pytest
 
-from clips import H, W, add_audio, encode_audio, make_clip
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.video import VideoOptions, deband_video
+from helpers.clips import H, W, add_audio, encode_audio, make_clip
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -100,6 +100,7 @@ BAD = {  # name: (maker, exit code, words the message must hold)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input(tmp_path, tiny_weights, name):
     make, code, words = BAD[name]
@@ -115,12 +116,14 @@ def test_bad_input(tmp_path, tiny_weights, name):
 # ----------------------------------------------------------------------------- odd but valid inputs
 
 
+@pytest.mark.slow
 def test_one_frame_clip(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "one.mp4", n=1)
     dst = tmp_path / "one-out.mkv"
     assert_success(deband(src, "-o", dst, "--weights", tiny_weights, "--preset", "ultrafast"), dst, 1)
 
 
+@pytest.mark.slow
 def test_odd_dimensions(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "odd.mkv", n=4, size=(65, 33), codec="ffv1")
     dst = tmp_path / "odd-out.mkv"
@@ -129,6 +132,7 @@ def test_odd_dimensions(tmp_path, tiny_weights):
     assert (f.width, f.height) == (65, 33)
 
 
+@pytest.mark.slow
 def test_corrupt_packet_mid_h264_is_skipped_with_a_warning(tmp_path, tiny_weights):
     good = make_clip(tmp_path / "good.mkv", n=10)
     bad = tmp_path / "bad.mkv"
@@ -149,6 +153,7 @@ def test_corrupt_packet_mid_h264_is_skipped_with_a_warning(tmp_path, tiny_weight
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_raw_h264_with_garbage_inserted(tmp_path, tiny_weights):
     """An elementary stream has no timestamps; frames are numbered at the stream's rate."""
     data = make_clip(tmp_path / "clean.h264", n=10).read_bytes()
@@ -221,6 +226,7 @@ def test_timestamps_a_muxer_refuses_are_one_line(tmp_path, tiny_weights):
     assert "x.mkv: the encoder or muxer refused the video" in r.stderr and leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_non_ascii_and_spaces_in_paths(tmp_path, tiny_weights):
     folder = tmp_path / "dossier été 日本"
     folder.mkdir()
@@ -241,6 +247,7 @@ def test_output_equal_to_input_is_refused(tmp_path, tiny_weights, overwrite):
     assert src.read_bytes() == before and leftovers(tmp_path, {src, tiny_weights}) == []
 
 
+@pytest.mark.slow
 def test_existing_output_without_overwrite(tmp_path, tiny_weights):
     src = make_clip(tmp_path / "in.mp4", n=3)
     dst = tmp_path / "out.mkv"
@@ -265,6 +272,7 @@ def test_unwritable_output(tmp_path, tiny_weights, name, code):
     assert leftovers(out) == [] and not (out / "missing").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE")
 def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights):
     import resource

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -20,10 +19,11 @@ pytest.importorskip("multipart", reason="python-multipart is not installed")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from deband.images import banding_map  # noqa: E402
-from deband.io import read_image, write_image  # noqa: E402
-from deband.restore import Debander  # noqa: E402
-from deband.serve import Result, ResultStore, ServeOptions, create_app  # noqa: E402
+from deband.apps.serve import Result, ResultStore, ServeOptions, create_app  # noqa: E402
+from deband.io.files import read_image, write_image  # noqa: E402
+from deband.restore.debander import Debander  # noqa: E402
+from deband.restore.images import banding_map  # noqa: E402
+from helpers.server import start_server  # noqa: E402
 
 
 def banded_png(tmp_path, name="banded.png", w=128, h=64, levels=63, flip=False) -> bytes:
@@ -84,6 +84,7 @@ def test_upload_gives_pictures_and_16bit_download(client, tmp_path, private_tmp)
     assert list(private_tmp.iterdir()) == []  # nothing kept on disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [16, 8])
 def test_download_is_bit_exact_with_deband_image(client, tmp_path, tiny_weights, bits):
     data = banded_png(tmp_path, "in.png")
@@ -170,37 +171,42 @@ def test_concurrent_clients_get_their_own_images(client, tmp_path):
         assert np.sign(row[-1] - row[0]) == direction
 
 
-class SlowIdentity(torch.nn.Module):
-    """A model that returns its input after a pause, and counts how many run at once."""
+class HeldIdentity(torch.nn.Module):
+    """A model that returns its input once `release` is set; `started` counts the calls that
+    began, `most` the most that ran at once."""
 
-    def __init__(self, seconds: float):
+    def __init__(self):
         super().__init__()
-        self.seconds, self.running, self.most = seconds, 0, 0
+        self.release, self.started, self.lock = threading.Event(), threading.Semaphore(0), threading.Lock()
+        self.running = self.most = 0
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.running += 1
-        self.most = max(self.most, self.running)
-        time.sleep(self.seconds)
-        self.running -= 1
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.started.release()
+        self.release.wait(60)
+        with self.lock:
+            self.running -= 1
         return x
 
 
 def test_restores_run_one_at_a_time_off_the_event_loop(tmp_path):
-    model = SlowIdentity(0.6)
+    model = HeldIdentity()
     with TestClient(create_app(Debander(model=model, steps=1)), base_url="http://localhost") as c:
         data = banded_png(tmp_path)
-        threads = [threading.Thread(target=post, args=(c, data)) for _ in range(2)]
-        start = time.monotonic()
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(post(c, data).status_code)) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.2)  # the first restore is under way
-        asked = time.monotonic()
-        assert c.get("/api/limits").status_code == 200
-        answered = time.monotonic() - asked
+        assert model.started.acquire(timeout=60)  # the first restore is under way, and held there
+        assert c.get("/api/limits").status_code == 200  # the page's other requests are answered meanwhile
+        assert model.running == 1 and not model.release.is_set()
+        assert not model.started.acquire(timeout=1)  # the second upload waits for the first restore
+        model.release.set()
         for t in threads:
-            t.join(30)
-    assert answered < 0.3  # the page's other requests are not held up by a restore
-    assert model.most == 1 and time.monotonic() - start >= 1.2  # two restores, one after the other
+            t.join(60)
+    assert answers == [200, 200] and model.most == 1  # both restored, one after the other
 
 
 def test_page_and_its_files_are_served(client):
@@ -229,36 +235,6 @@ def test_store_is_bounded_and_expires():
 
 
 # --- the command: a real server process ---------------------------------------------------
-
-def start_server(*args: str, deadline: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """`deband serve --port 0 ...` in a process of its own; returns it and its URL once it answers.
-
-    What it says on stderr is collected in `proc.said` (lines) by a reader thread, `proc.reader`.
-    """
-    cmd = [sys.executable, "-m", "deband.cli", "serve", "--port", "0", "--device", "cpu", *args]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    proc.said = []
-    proc.reader = threading.Thread(target=lambda: proc.said.extend(proc.stderr), daemon=True)
-    proc.reader.start()
-    end = time.monotonic() + deadline
-    url = None
-    while time.monotonic() < end:
-        found = re.search(r"serving (http://\S+/)", "".join(proc.said))
-        if found and url is None:
-            url = found.group(1)
-        if url is not None:
-            try:
-                with urllib.request.urlopen(url + "api/limits", timeout=5) as r:
-                    if r.status == 200:
-                        return proc, url
-            except OSError:
-                pass
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode}: {''.join(proc.said)}")
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the server did not answer in {deadline} s: {''.join(proc.said)}")
-
 
 def stopped(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
     """Send sig; (exit status, all it said on stderr)."""
@@ -297,6 +273,7 @@ def test_real_server_answers_on_loopback(server, tmp_path):
         assert decode(r.read()).dtype == np.uint16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stops_cleanly_on_signals(server, sig):
     proc, _ = server
@@ -304,6 +281,7 @@ def test_stops_cleanly_on_signals(server, sig):
     assert code == 130 and said.endswith("deband: server stopped\n") and "Traceback" not in said
 
 
+@pytest.mark.slow
 def test_other_hosts_are_warned_about(tiny_weights):
     proc, url = start_server("--weights", str(tiny_weights), "--host", "127.0.0.2")  # still loopback
     code, said = stopped(proc, signal.SIGTERM)
@@ -311,6 +289,7 @@ def test_other_hosts_are_warned_about(tiny_weights):
     assert "deband: warning: listening on 127.0.0.2: anyone who can reach it" in said
 
 
+@pytest.mark.slow
 def test_busy_port_is_a_usage_error(server, tiny_weights):
     _, url = server
     port = url.rsplit(":", 1)[1].strip("/")
@@ -320,7 +299,7 @@ def test_busy_port_is_a_usage_error(server, tiny_weights):
 
 
 def test_reads_what_read_image_reads(client, tmp_path):
-    """TIFF (16-bit), JPEG and WebP uploads go through `deband.io.read_image` too."""
+    """TIFF (16-bit), JPEG and WebP uploads go through `deband.io.files.read_image` too."""
     x = (np.linspace(0, 1, 64)[None, :, None].repeat(32, 0).repeat(3, 2) * 65535).astype(np.uint16)
     write_image(tmp_path / "a.tif", x)
     from PIL import Image
@@ -355,6 +334,7 @@ def test_only_this_servers_names_and_its_own_page_are_answered(client, tmp_path,
         assert list(r.json()) == ["error"] and "\n" not in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_real_server_widens_only_what_it_is_told(tiny_weights, tmp_path):
     proc, url = start_server("--weights", str(tiny_weights), "--allow-host", "deband.lan")
     port = url.rsplit(":", 1)[1].strip("/")

@@ -16,12 +16,13 @@ import pytest
 pytest.importorskip("fastapi", reason="the web extra (fastapi, uvicorn, python-multipart) is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 
-from test_serve import start_server  # noqa: E402
+from helpers.server import start_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "sunset-banded.png"
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,  # Chromium
+              pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")]
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from deband import Debander
+from deband.io.pixels import quantise
 from deband.metrics import psnr
-from deband.pixels import quantise
 
 SIZE = 160
 

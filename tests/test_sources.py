@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deband.io import READ_SUFFIXES
-from deband.sources import _to_float, folder_images, load_clean
+from deband.io.files import READ_SUFFIXES
+from deband.synthesis.sources import _to_float, folder_images, load_clean
 
 
 def test_folder_images_takes_every_readable_format(tmp_path):

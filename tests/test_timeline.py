@@ -1,4 +1,4 @@
-"""deband.timeline and deband.timelinereport: CAMBI over time, scene cuts, banded scenes,
+"""deband.video.timeline and deband.video.timelinereport: CAMBI over time, scene cuts, banded scenes,
 the CSV/HTML reports, and restoring only banded scenes (library and CLI)."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from clips import make_clip
-from deband.cli import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE, main
+from deband.cli import main
+from deband.cli.exits import OUTPUT, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, OutputExistsError
-from deband.timeline import (
+from deband.video import VideoOptions, deband_video, read_video_rgb
+from deband.video.analysis import iter_frames
+from deband.video.timeline import (
     FrameScore,
     OnlyBanded,
     TimelineOptions,
@@ -29,9 +31,8 @@ from deband.timeline import (
     scenes_of,
     thumbnail,
 )
-from deband.timelinereport import scenes_path, write_report
-from deband.video import VideoOptions, deband_video, read_video_rgb
-from deband.video.analysis import iter_frames
+from deband.video.timelinereport import scenes_path, write_report
+from helpers.clips import make_clip
 
 SIZE = (160, 120)  # CAMBI's window at this size is 3 pixels; at 64x48 it is 1 and scores 0
 SCENE = 6  # frames per scene: banded, clean, banded
@@ -232,6 +233,7 @@ def deband_here(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_cli_inspect_video_csv_and_html(clip, tmp_path):
     r = deband("inspect", clip, "-o", tmp_path / "r.csv", "--every", "3")
     assert r.returncode == 0, r.stderr
@@ -245,7 +247,7 @@ def test_cli_inspect_video_csv_and_html(clip, tmp_path):
 
 
 def test_cli_inspect_image_still_writes_a_heat_map(tmp_path, capsys):
-    from deband.io import read_image, write_image
+    from deband.io.files import read_image, write_image
 
     ramp = np.floor(np.linspace(0, 63, 200))[None, :, None].repeat(120, 0).repeat(3, 2) * 4
     write_image(tmp_path / "ramp.png", ramp.astype(np.uint8))
@@ -273,6 +275,7 @@ def test_cli_inspect_video_bad_input(case, clip, tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_cli_video_only_banded(clip, tmp_path, tiny_weights):
     dst = tmp_path / "out.mkv"
     r = deband("video", clip, "-o", dst, "--codec", "ffv1", "--only-banded", "5", "--weights", tiny_weights)

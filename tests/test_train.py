@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from deband.checkpoint import load_model
 from deband.cli import main
 from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_config, save_json
-from deband.data import PairStream, RunSeeds
-from deband.train import ConfigMismatchError, lr_at, patch_at, train
+from deband.data.pairs import PairStream, RunSeeds
+from deband.model.checkpoint import load_model, read_metadata
+from deband.model.unet import UNet
+from deband.training.loop import ConfigMismatchError, lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
     model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
@@ -35,6 +36,7 @@ def test_schedules():
     assert patch_at(0, grow) == (128, 4 * grow.batch) and patch_at(999, grow) == (256, grow.batch)
 
 
+@pytest.mark.slow
 def test_train_writes_weights_log_and_resumes(tmp_path):
     out = tmp_path / "run"
     weights = train(TINY_TRAIN, out)
@@ -56,21 +58,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     cfg_path = tmp_path / "tiny.json"
     save_json(replace(TINY_TRAIN, steps=3, ckpt_every=3, val_every=3), cfg_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "deband.train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
+           "-m", "deband.cli", "train", "--out", str(tmp_path / "ddp"), "--config", str(cfg_path), "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr + proc.stdout
-    assert load_model(tmp_path / "ddp" / "model.safetensors") is not None
+    trained = load_model(tmp_path / "ddp" / "model.safetensors")
+    assert trained.config == TINY_TRAIN.model and read_metadata(tmp_path / "ddp" / "model.safetensors")["step"] == "3"
+    with torch.random.fork_rng(devices=[]):  # the weights both ranks started from
+        torch.manual_seed(RunSeeds(TINY_TRAIN.seed).model)
+        initial = UNet(TINY_TRAIN.model).state_dict()
+    assert any(not torch.equal(w, initial[k]) for k, w in trained.state_dict().items())  # three steps moved them
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["steps"] == 3
 
 
 def test_spike_guard_flags_blow_ups_only():
-    from deband.train import SpikeGuard
+    from deband.training.loop import SpikeGuard
 
     guard = SpikeGuard(factor=20)
     for i in range(50):
@@ -85,8 +93,8 @@ def test_spike_guard_flags_blow_ups_only():
 
 
 def test_train_step_skips_a_spike(tiny_model):
-    from deband.losses import RestorationLoss
-    from deband.train import train_step
+    from deband.training.loop import train_step
+    from deband.training.losses import RestorationLoss
 
     opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in tiny_model.parameters()]
@@ -98,6 +106,7 @@ def test_train_step_skips_a_spike(tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
 
 
+@pytest.mark.slow
 def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     train(TINY_TRAIN, out)  # checkpoints at 3 and 6
@@ -109,9 +118,10 @@ def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
     assert losses == list(range(1, 9))  # the stray row for step 7 is gone, the rerun's is there
 
 
+@pytest.mark.slow
 def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path):
-    from deband.checkpoint import save_weights
-    from deband.model import UNet
+    from deband.model.checkpoint import save_weights
+    from deband.model.unet import UNet
 
     start = UNet(TINY_TRAIN.model)
     for p in start.parameters():
@@ -146,6 +156,7 @@ def test_pair_stream_is_the_same_for_any_worker_count_and_resumes_exactly():
     assert not torch.equal(one[0][0], one[1][0])
 
 
+@pytest.mark.slow
 def test_minutes_fit_the_step_count_after_warm_up(tmp_path):
     cfg = replace(TINY_TRAIN, steps=100_000, warmup=4, val_every=10_000, ckpt_every=10_000)
     train(cfg, tmp_path / "run", workers=2, minutes=0.1)
@@ -162,6 +173,7 @@ def test_bad_workers_or_minutes_are_usage_errors(tmp_path, bad):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_leaves_global_state_alone(tmp_path):
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -171,7 +183,7 @@ def test_train_leaves_global_state_alone(tmp_path):
 
 
 def test_exact_arithmetic_restores_the_backend_flags():
-    from deband.train import exact_arithmetic
+    from deband.training.loop import exact_arithmetic
 
     before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     with exact_arithmetic(torch.device("cuda")):
@@ -218,7 +230,7 @@ def test_chroma_stage_learns_at_its_own_rate():
 
     from deband.config import TrainConfig
     from deband.model import UNet
-    from deband.train import param_groups
+    from deband.training.loop import param_groups
 
     cfg = replace(TrainConfig(), chroma_lr=20.0)
     plain = param_groups(UNet(cfg.model), cfg)

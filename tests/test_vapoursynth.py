@@ -1,4 +1,4 @@
-"""deband.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/vsenv.py).
+"""deband.apps.vapoursynth under real VapourSynth (a Python 3.12 venv, see tests/helpers/vsenv.py).
 
 Each test writes a small script, runs it in that venv and checks what it saved here.
 """
@@ -12,20 +12,22 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import IDENTITY
-from deband import pixels
-from deband.checkpoint import save_weights
-from deband.chroma import subsample_420
+from deband.io import pixels
+from deband.io.chroma import subsample_420
 from deband.metrics import cambi
-from deband.model import UNet
-from deband.restore import Debander
+from deband.model.checkpoint import save_weights
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
+from helpers.models import IDENTITY
+
+pytestmark = pytest.mark.slow  # the VapourSynth venv
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vapoursynth_deband.vpy"
 
 HEAD = """
 import json, sys, threading, time
 import numpy as np, vapoursynth as vs
-from deband.vapoursynth import deband
+from deband.apps.vapoursynth import deband
 core = vs.core
 out_dir = sys.argv[1]
 
@@ -110,8 +112,8 @@ def test_identity_model_returns_every_format_exactly_with_its_props(tmp_path, va
     errors = result["errors"]
     assert errors["variable format"].startswith("UnsupportedError") and "variable format" in errors["variable format"]
     assert errors["variable size"].startswith("UnsupportedError") and "variable frame size" in errors["variable size"]
-    assert errors["steps"].startswith("ValueError") and "steps" in errors["steps"]
-    assert errors["strength"].startswith("ValueError") and "strength" in errors["strength"]
+    assert errors["steps"].startswith("SettingError") and "steps" in errors["steps"]
+    assert errors["strength"].startswith("SettingError") and "strength" in errors["strength"]
 
 
 SHIPPED_SCRIPT = """
@@ -228,10 +230,10 @@ def test_props_threads_and_8_bit_dither(tmp_path, vapoursynth_python):
     assert 0.27 < (eight["1"] - eight["-1"]) / n < 0.33  # the mean change is 0.3 codes
 
 
-def test_readme_example_runs_and_debands(tmp_path, vapoursynth_python):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_documented_example_runs_and_debands(tmp_path, vapoursynth_python):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "vapoursynth-onnx.md").read_text()
     example = EXAMPLE.read_text()
-    assert example.strip() in readme  # the README shows exactly the script tested here
+    assert example.strip() in page  # docs/vapoursynth-onnx.md shows exactly the script tested here
     script = f"""
 import runpy
 names = runpy.run_path({str(EXAMPLE)!r})
@@ -253,7 +255,7 @@ json.dump([out.format.name, len(out), props(banded), props(out.get_frame(3))], o
 def test_module_imports_without_vapoursynth():
     code = """import sys
 sys.modules["vapoursynth"] = None  # as if not installed
-import deband.vapoursynth as m
+import deband.apps.vapoursynth as m
 print("imported")
 try:
     m.deband(None)

@@ -17,14 +17,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clips import H, W, add_audio, encode_audio, make_clip, planes_for
 from deband.config import ModelConfig
 from deband.errors import InputError, OutputExistsError, SameFileError, UnsupportedError
-from deband.model import UNet
-from deband.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.restore import Debander
+from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+from deband.io.planes import codes_to_frame, planes_to_codes
+from deband.model.unet import UNet
+from deband.restore.debander import Debander
 from deband.video import VideoOptions, deband_video, read_video_rgb, temporal_flicker
-from deband.video.colour import Colour, codes_to_frame, dither_patterns, frame_to_planes, planes_to_codes
+from deband.video.colour import Colour, dither_patterns, frame_to_planes
+from helpers.clips import H, W, add_audio, encode_audio, make_clip, planes_for
 
 FAST = dict(preset="ultrafast")  # x265/x264 speed for tests; quality is not under test
 
@@ -431,7 +432,7 @@ def test_failure_midway_leaves_nothing(h264_aac, tmp_path, error):
 STALL = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from deband.outputs import terminate_as_interrupt
+    from deband.io.outputs import terminate_as_interrupt
     from deband.video import VideoOptions, deband_video
 
     src, dst, ready = sys.argv[1:]
@@ -452,6 +453,7 @@ STALL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_process_leaves_no_output(h264_aac, tmp_path, sig):
@@ -510,6 +512,7 @@ def banded_sky(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
     return [a.round().astype(np.uint8) for a in (y, cb, cr)]
 
 
+@pytest.mark.slow
 def test_cli_1080p_h264_aac_with_the_shipped_model(tmp_path):
     from deband.metrics import cambi_rgb
 

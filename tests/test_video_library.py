@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import av
+import pytest
 
-from clips import make_clip
-from deband.cli import OUTPUT, UNREADABLE
+from deband.cli.exits import OUTPUT, UNREADABLE
 from deband.video.library import list_videos, output_paths
+from helpers.clips import make_clip
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -32,6 +33,7 @@ def test_list_videos_and_output_names(tmp_path):
     assert all(p.parent == out for p in output_paths(videos, out))
 
 
+@pytest.mark.slow
 def test_folder_mode_goes_past_a_bad_file(tmp_path, tiny_weights):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
@@ -57,7 +59,7 @@ def test_folder_mode_goes_past_a_bad_file(tmp_path, tiny_weights):
 
 def test_folder_mode_resumes_a_partial_output(tmp_path, tiny_weights):
     """A work folder left by an interrupted run of the same command is picked up."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
     from deband.video import VideoOptions
     from deband.video.jobs import ChunkOptions
     from deband.video.library import deband_library
@@ -90,6 +92,7 @@ def test_folder_mode_resumes_a_partial_output(tmp_path, tiny_weights):
     assert frame_count(out / "clip.mkv") == 12 and sorted(p.name for p in out.iterdir()) == ["clip.mkv"]
 
 
+@pytest.mark.slow
 def test_output_folder_equal_to_the_input_folder_is_refused(tmp_path, tiny_weights):
     """Else a.mp4 would be its own output, and a rerun would take e.mkv, made from e.avi, as an input."""
     lib = tmp_path / "lib"

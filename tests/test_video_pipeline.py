@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clips import make_clip
 from deband.errors import InputError, OutputError
 from deband.video import VideoOptions, deband_video
 from deband.video.pipeline import FrameWriter, VideoPath
 from deband.video.stages import Serial, Stages
+from helpers.clips import make_clip
 
 
 def stage_threads() -> list[str]:

@@ -15,11 +15,12 @@ import av
 import numpy as np
 import pytest
 
-from clips import H, W, planes_for
-from deband.cli import BROKEN_PIPE, UNREADABLE, UNSUPPORTED, USAGE
+from deband.cli.exits import BROKEN_PIPE, UNREADABLE, UNSUPPORTED, USAGE
 from deband.errors import InputError, UnsupportedError
-from deband.video import VideoOptions, codes_to_frame
+from deband.io.planes import codes_to_frame
+from deband.video import VideoOptions
 from deband.video.y4m import Y4MHeader, deband_y4m
+from helpers.clips import H, W, planes_for
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 RATE = Fraction(30000, 1001)
@@ -103,6 +104,7 @@ def header_of(data: bytes) -> list[str]:
         ("yuv420p16le", "C420p10", "yuv420p10le"),
     ],
 )
+@pytest.mark.slow
 def test_identity_gives_the_codes_back_at_10_bits(identity_weights, fmt, out_tag, out_fmt):
     src = y4m_by_pyav(fmt)
     r = deband(src, weights=identity_weights)
@@ -120,6 +122,7 @@ def test_identity_gives_the_codes_back_at_10_bits(identity_weights, fmt, out_tag
             np.testing.assert_array_equal(got, want << 2)  # the 8-bit codes at 10 bits
 
 
+@pytest.mark.slow
 def test_header_tokens_siting_and_frame_parameters_are_passed_on(identity_weights):
     header = f"YUV4MPEG2 W{W} H{H} F50:1 It A16:15 C420mpeg2 XYSCSS=420MPEG2 XCOLORRANGE=FULL XCUSTOM=kept"
     frames = [(p, codes8(i, "yuv420p")) for i, p in enumerate([" Ibtp", " XA=1", "", " XB=2 XC=3"])]
@@ -142,6 +145,7 @@ def test_header_tokens_siting_and_frame_parameters_are_passed_on(identity_weight
         assert all(np.abs(g - w).max() <= 1 for g, w in zip(got, want))
 
 
+@pytest.mark.slow
 def test_start_duration_and_side_by_side(identity_weights):
     src = y4m_by_pyav("yuv420p", n=20)  # 29.97 frames/s
     r = deband(src, "--start", "0.2", "--duration", "0.2", "--batch", "3", weights=identity_weights)
@@ -159,6 +163,7 @@ def test_start_duration_and_side_by_side(identity_weights):
 # ----------------------------------------------------------------------------- pipes and errors
 
 
+@pytest.mark.slow
 def test_reader_closing_the_pipe_ends_cleanly(tmp_path, identity_weights):
     src = tmp_path / "long.y4m"
     src.write_bytes(y4m_by_pyav("yuv420p10le", n=60))  # ~1 MB out, far more than a pipe holds
@@ -193,6 +198,7 @@ def test_bad_streams(data, error, words):
     assert out.getvalue() == b""  # the header goes out with the first frame
 
 
+@pytest.mark.slow
 def test_not_y4m_is_a_one_line_error(identity_weights):
     r = deband(b"RIFF\x00\x00 not a stream\n", weights=identity_weights)
     err = r.stderr.decode()
@@ -200,6 +206,7 @@ def test_not_y4m_is_a_one_line_error(identity_weights):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_one_pipe_end_alone_is_a_usage_error(tmp_path):
     cmd = [sys.executable, "-m", "deband.cli", "video", "-", "-o", str(tmp_path / "out.mkv")]
     r = subprocess.run(cmd, input=b"", capture_output=True, timeout=60, env=ENV)
@@ -281,6 +288,7 @@ def banded_ramp(i: int, w: int, h: int, fmt: str) -> list[np.ndarray]:
     return [y.astype(np.uint8), np.full((h // 2, w // 2), 140, np.uint8), np.full((h // 2, w // 2), 120, np.uint8)]
 
 
+@pytest.mark.slow
 def test_shipped_model_reduces_banding_through_the_pipe():
     from deband.metrics import cambi
 
@@ -295,6 +303,7 @@ def test_shipped_model_reduces_banding_through_the_pipe():
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed")
 def test_readme_round_trip_with_ffmpeg(tmp_path, identity_weights):
     """ffmpeg -i in.mkv -f yuv4mpegpipe - | deband video - -o - | ffmpeg -f yuv4mpegpipe -i - out.mkv"""

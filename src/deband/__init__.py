@@ -6,7 +6,7 @@ __all__ = ["Debander"]
 
 def __getattr__(name: str):
     if name == "Debander":  # imported lazily: the CLI starts without loading torch twice
-        from deband.restore import Debander
+        from deband.restore.debander import Debander
 
         return Debander
     raise AttributeError(name)

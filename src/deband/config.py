@@ -62,7 +62,7 @@ class LossConfig:
     # the divisor is at least this: pairs whose input is almost clean (faint detail, grain at
     # 8 bits) otherwise weigh 5-20x a banded pair per unit of error (1e-6: no floor in effect)
     normalise_floor: float = 1e-6
-    guard: bool = False  # score the prediction after the detail guard (deband.guard), as inference outputs it
+    guard: bool = False  # score the prediction after the detail guard (deband.restore.guard), as inference outputs it
 
 
 @dataclass(frozen=True)

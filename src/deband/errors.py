@@ -12,6 +12,17 @@ class DebandError(Exception):
     """Base of every failure a user can cause or fix (bad input, output, resources)."""
 
 
+class SettingError(DebandError, ValueError):
+    """A setting out of its range; `setting` names it ("steps", "strength", ...)."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting}: {problem}")
+        self.setting, self.problem = setting, problem
+
+    def __reduce__(self):  # picklable (Ray hands errors back) despite the two arguments
+        return type(self), (self.setting, self.problem)
+
+
 class InputError(DebandError):
     """An input is missing, unreadable, truncated or corrupt."""
 

@@ -1,7 +1,7 @@
 """The `deband` command: parse, validate, call the library. Errors are one line and an exit code.
 
 Library modules raise the typed errors of `deband.errors`; this package alone turns them into
-exit codes (`EXIT_CODES`) and adds hints about its options (`describe`). Each command lives in
+exit codes and one-line messages (`deband.cli.exits`). Each command lives in
 a module of its own (`image`, `video`, `train`) that adds its subcommands to the parser and
 runs them; heavy modules (torch, PyAV, OpenCV, training) are imported inside the commands, so
 `build_parser` stays light.
@@ -14,78 +14,11 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
-from deband.cli.options import Parser, UsageError
-from deband.errors import (
-    BitDepthError,
-    ClusterError,
-    DebandError,
-    InputError,
-    OutputError,
-    OutputExistsError,
-    ResourceError,
-    TooManyPixelsError,
-    UnsupportedError,
-)
-from deband.outputs import terminate_as_interrupt
-
-if TYPE_CHECKING:
-    from deband.folders import FolderReport
-
-# Exit codes, as documented in the README
-USAGE = 2  # bad command line or option value
-UNREADABLE = 3  # input missing, unreadable, truncated or corrupt
-UNSUPPORTED = 4  # input readable but of a kind deband does not handle
-OUTPUT = 5  # output exists, cannot be written, or the disk is full
-RESOURCES = 6  # too large for --max-pixels, out of memory
-INTERRUPTED = 130  # Ctrl-C or SIGTERM
-BROKEN_PIPE = 141  # the reader of `deband video - -o -` closed the pipe (128 + SIGPIPE)
-
-# the first entry whose type matches wins
-EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
-    (UsageError, USAGE),
-    (InputError, UNREADABLE),
-    (UnsupportedError, UNSUPPORTED),
-    (OutputError, OUTPUT),
-    (OSError, OUTPUT),  # writing failed (disk full, no permission)
-    (ResourceError, RESOURCES),
-    (ClusterError, RESOURCES),
-    (MemoryError, RESOURCES),
-    (KeyboardInterrupt, INTERRUPTED),
-)
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit code for an error, from EXIT_CODES."""
-    for kind, code in EXIT_CODES:
-        if isinstance(error, kind):
-            return code
-    return 1
-
-
-def describe(error: DebandError) -> str:
-    """The error's message plus a hint naming the option that gets around it, if one does."""
-    if isinstance(error, OutputExistsError):
-        return f"{error} (use --overwrite to replace it)"
-    if isinstance(error, TooManyPixelsError):
-        return f"{error} (raise it with --max-pixels)"
-    if isinstance(error, BitDepthError):
-        return f"{error} or --bit-depth 8"
-    if isinstance(error, ResourceError):  # out of memory
-        return f"{error} (try a smaller --tile)"
-    return str(error)
-
-
-def summarise(report: FolderReport, done: int, kind: str) -> None:
-    """The last lines of a folder mode (`deband.folders`): the files it left out, and the tally."""
-    if report.left_out:
-        names = [p.name for p in report.left_out]
-        more = f" and {len(names) - 8} more" if len(names) > 8 else ""
-        print(f"left out (not {kind}): {', '.join(names[:8])}{more}")
-    failed, skipped = len(report.failed), len(report.skipped)
-    line = f"{done} done, {failed} failed, {skipped} skipped of {done + failed + skipped}"
-    print(line + (" (skipped: made by an earlier run; --overwrite makes them again)" if skipped else ""))
+from deband.cli.exits import describe, exit_code
+from deband.cli.options import Parser
+from deband.errors import DebandError
+from deband.io.outputs import terminate_as_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deband.cli.options import Parser, UsageError, int_range, strength_value
+from deband.cli.options import Parser, number
 from deband.config import DEFAULT_STEPS
 
 EPILOG_EXPORT = """examples:
@@ -20,9 +20,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     onnx = fmt.add_parser("onnx", help="one ONNX graph: RGB on [0, 1] in and out, any size (vs-mlrt)",
                           epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
     onnx.add_argument("output", type=Path, help="the .onnx file to write")
-    onnx.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
-                      help=f"INDI steps, unrolled into the graph (default {DEFAULT_STEPS})")
-    onnx.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    onnx.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                      help=f"INDI steps, 1-100, unrolled into the graph (default {DEFAULT_STEPS})")
+    onnx.add_argument("--strength", type=number, default=1.0, help="0 < S <= 1: start time t (default 1)")
     onnx.add_argument("--fp16", action="store_true", help="float16 input and output (float32 inside)")
     onnx.add_argument("--no-guard", action="store_true", help="leave the detail guard out of the graph")
     onnx.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")
@@ -31,12 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from deband.export import export_onnx
+    from deband.restore.export import export_onnx
 
-    try:
-        path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights,
-                           overwrite=args.overwrite, guard=not args.no_guard)
-    except ValueError as e:
-        raise UsageError(f"deband export onnx: {e}") from None
+    path = export_onnx(args.output, args.steps, args.strength, args.fp16, args.weights,
+                       overwrite=args.overwrite, guard=not args.no_guard)
     print(path)
     return 0

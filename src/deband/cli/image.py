@@ -72,14 +72,14 @@ def cut_value(text: str) -> float:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from deband.cli import describe, exit_code, summarise
-    from deband.images import ImageOptions, run_batch
-    from deband.io import DEFAULT_MAX_PIXELS
+    from deband.cli.exits import describe, exit_code, summarise
+    from deband.io.files import DEFAULT_MAX_PIXELS
+    from deband.restore.images import ImageOptions, run_batch
 
     opts = ImageOptions(bit_depth=args.bit_depth, suffix="." + args.format, overwrite=args.overwrite,
                         compare=args.compare, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.ray is not None:
-        from deband.cluster import run_batch_ray
+        from deband.cluster.images import run_batch_ray
 
         debander = load_debander(args, "cpu")  # the workers build their own
         with ray_cluster(args) as cluster:
@@ -96,11 +96,11 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from deband.timelinereport import SUFFIXES  # light: no torch
+    from deband.video.timelinereport import SUFFIXES  # light: no torch
 
     if args.output.suffix.lower() in SUFFIXES:
         return cmd_inspect_video(args)
-    from deband.images import inspect_image
+    from deband.restore.images import inspect_image
 
     try:
         score = inspect_image(args.input, args.output, args.max_log_contrast, args.overwrite)
@@ -111,8 +111,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect_video(args: argparse.Namespace) -> int:
-    from deband.timeline import TimelineOptions, scan
-    from deband.timelinereport import check_report, write_report
+    from deband.video.timeline import TimelineOptions, scan
+    from deband.video.timelinereport import check_report, write_report
 
     if not args.input.is_file():
         raise InputError(f"{args.input}: no such file")

@@ -42,7 +42,7 @@ def int_range(lo: int, hi: int):
 MAX_SECONDS = 1e8
 
 
-def _number(text: str) -> float:
+def number(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -56,7 +56,7 @@ def number_in(lo: float, hi: float = math.inf, above: bool = False):
     """A float option: a finite number from lo (excluded when `above`) to hi."""
 
     def parse(text: str) -> float:
-        v = _number(text)
+        v = number(text)
         if v < lo or (above and v == lo) or v > hi:
             low = f"> {lo:g}" if above else f">= {lo:g}"
             raise argparse.ArgumentTypeError(f"must be {low}" + (f" and <= {hi:g}" if hi < math.inf else "")
@@ -66,7 +66,6 @@ def number_in(lo: float, hi: float = math.inf, above: bool = False):
     return parse
 
 
-strength_value = number_in(0, 1, above=True)  # a start time t in (0, 1]
 positive = number_in(0, above=True)
 non_negative = number_in(0)
 fraction = number_in(0, 1)  # a share, 0..1
@@ -88,9 +87,9 @@ def truncation_value(text: str) -> tuple[int, int]:
 def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None:
     """The restorer's options; `planes` is what a --truncated cut acted on ("rgb" for stills,
     "ycbcr" for video)."""
-    p.add_argument("--steps", type=int_range(1, 100), default=DEFAULT_STEPS,
-                   help=f"INDI steps (default {DEFAULT_STEPS})")
-    p.add_argument("--strength", type=strength_value, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    # ranges are checked where the restorer takes them (deband.restore.debander.check_sampling)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"INDI steps, 1-100 (default {DEFAULT_STEPS})")
+    p.add_argument("--strength", type=number, default=1.0, help="0 < S <= 1: start time t (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--tile", type=int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
@@ -109,7 +108,7 @@ def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None
 
 
 def check_device(device: str) -> None:
-    from deband.restore import resolve_device
+    from deband.restore.debander import resolve_device
 
     try:
         resolve_device(device)
@@ -119,8 +118,8 @@ def check_device(device: str) -> None:
 
 def load_debander(args: argparse.Namespace, device: str | None = None):
     """The restorer the options ask for (on `device` when given); a bad weights file raises InputError."""
-    from deband.guard import Guard
-    from deband.restore import Debander, Truncation, keep_freed_memory
+    from deband.restore.debander import Debander, Truncation, keep_freed_memory
+    from deband.restore.guard import Guard
 
     device = device or args.device
     check_device(device)
@@ -143,7 +142,7 @@ def ray_cluster(args: argparse.Namespace) -> Iterator:
     """Connected to the cluster --ray names while inside; yields its ClusterOptions."""
     if importlib.util.find_spec("ray") is None:
         raise UsageError("--ray needs Ray: pip install 'deband[cluster]'")
-    from deband.cluster import ClusterOptions, connect
+    from deband.cluster.tasks import ClusterOptions, connect
 
     cluster = ClusterOptions(address=None if args.ray == "auto" else args.ray, device=args.device)
     with connect(cluster.address):

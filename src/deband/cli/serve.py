@@ -1,4 +1,4 @@
-"""`deband serve`: the local web page (see `deband.serve`)."""
+"""`deband serve`: the local web page (see `deband.apps.serve`)."""
 
 from __future__ import annotations
 
@@ -57,11 +57,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from deband.cli import INTERRUPTED
-    from deband.io import DEFAULT_MAX_PIXELS
+    from deband.cli.exits import INTERRUPTED
+    from deband.io.files import DEFAULT_MAX_PIXELS
 
     try:
-        from deband.serve import LOOPBACK_HOSTS, ServeOptions, create_app, host_name, run
+        from deband.apps.serve import LOOPBACK_HOSTS, ServeOptions, create_app, host_name, run
     except ImportError as e:
         raise UsageError(f"deband serve needs the web extra ({e.name} is missing): pip install 'deband[web]'") from None
 

@@ -16,7 +16,7 @@ EPILOG_TRAIN = """examples:
   deband train --out runs/mine --resume               continue an interrupted run
   deband train --out runs/mine --folder ~/clean-pngs  add your own clean images
   deband train --out runs/tuned --init model.safetensors   fine-tune existing weights
-  torchrun --nproc_per_node 2 -m deband.train --out runs/ddp   data-parallel
+  torchrun --nproc_per_node 2 -m deband.cli train --out runs/ddp   data-parallel
 """
 
 
@@ -37,8 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mx.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     mx.set_defaults(run=cmd_mix)
     ev = sub.add_parser("eval", help="benchmark against FFmpeg's debanders; print Markdown tables",
-                        epilog="examples:\n  deband eval\n  deband eval --corpus /work/corpus --n 8 --steps 2\n"
-                        "  deband eval --report benchmarks --reference ../shared/reference-examples",
+                        epilog="examples:\n  deband eval\n"
+                        "  deband eval --corpus CORPUS --n 8 --steps 2         CORPUS: a corpus folder\n"
+                        "  deband eval --report benchmarks --reference FRAMES  FRAMES: a folder of banded-N.png",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--n", type=int_range(1, 1000), default=12,
                     help="crops per real-content set, images per faint-detail part and synthetic set (default 12)")
@@ -56,7 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     co = sub.add_parser("corpus", help="gather clean images from installed packages").add_subparsers(
         dest="corpus_command", required=True, parser_class=Parser)
     cb = co.add_parser("build", help="write a folder of 16-bit PNGs and its manifest.json",
-                       epilog="examples:\n  deband corpus build /work/corpus\n"
+                       epilog="examples:\n  deband corpus build CORPUS      CORPUS: the corpus folder to write\n"
                        "  deband corpus build out --source /usr/share/backgrounds --scale 3",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     cb.add_argument("out", type=Path, help="output folder (made if missing)")
@@ -68,8 +69,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     cb.add_argument("--held-out", type=fraction, default=0.1, help="fraction held out, 0..1 (default 0.1)")
     cb.set_defaults(run=cmd_corpus)
     cp = co.add_parser("pack", help="write pre-cut clean crops of a corpus's train images into one .npz",
-                       epilog="examples:\n  deband corpus pack pack.npz --corpus /work/corpus --size 512 --n 112\n"
-                       "then name pack.npz as the data config's \"corpus\" to train from it",
+                       epilog="examples:\n  deband corpus pack pack.npz --corpus CORPUS --size 512 --n 112\n"
+                       "(CORPUS: a corpus folder); then name pack.npz as the data config's \"corpus\" to train from it",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     cp.add_argument("out", type=Path, help="output .npz")
     cp.add_argument("--corpus", type=Path, required=True, help="a folder made by `deband corpus build`")
@@ -127,7 +128,7 @@ def train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from deband.train import ConfigMismatchError, train
+    from deband.training.loop import ConfigMismatchError, train
 
     try:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
@@ -137,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
-    from deband.checkpoint import interpolate, load_model, save_weights
+    from deband.model.checkpoint import interpolate, load_model, save_weights
 
     mixed = interpolate(load_model(args.a), load_model(args.b), args.share)
     save_weights(mixed, args.output, {"mixed": f"{1 - args.share:g} x {args.a.name} + {args.share:g} x {args.b.name}"},
@@ -147,7 +148,7 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from deband.evaluate import REAL_MEAN, markdown, run_eval, save_json
+    from deband.evaluation.evaluate import REAL_MEAN, markdown, run_eval, save_json
 
     try:
         steps = tuple(int(v) for v in args.steps.split(","))
@@ -166,11 +167,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         save_json(results, args.json)
     if args.markdown:
-        from deband.evalreport import write_markdown
+        from deband.evaluation.evalreport import write_markdown
 
         write_markdown(results, args.markdown, "deband " + " ".join(sys.argv[1:]))
     if args.report:
-        from deband.evaluate import make_report
+        from deband.evaluation.evaluate import make_report
 
         command = "deband " + " ".join(sys.argv[1:])
         weights = str(args.weights) if args.weights else None
@@ -181,7 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def eval_corpus(folder: Path | None) -> Path | None:
     """The corpus `deband eval` uses, or None after one line saying why there is none."""
-    from deband.realsets import corpus_folder, corpus_problem
+    from deband.data.manifest import corpus_folder
+    from deband.evaluation.realsets import corpus_problem
 
     folder = corpus_folder(folder)
     problem = corpus_problem(folder)
@@ -193,7 +195,7 @@ def eval_corpus(folder: Path | None) -> Path | None:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from deband.corpus import CorpusConfig, build_corpus
+    from deband.data.corpus import CorpusConfig, build_corpus
 
     config = CorpusConfig(scale=args.scale, min_side=args.min_side, held_out=args.held_out)
     manifest = build_corpus(args.out, args.source, config)
@@ -204,7 +206,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from deband.pack import PackConfig, build_pack
+    from deband.data.pack import PackConfig, build_pack
 
     if args.out.suffix != ".npz":
         raise UsageError(f"deband corpus pack: OUT must end in .npz, got {args.out}")

@@ -89,14 +89,14 @@ def cmd_video(args: argparse.Namespace) -> int:
         return _cmd_library(args, opts, chunking)
     check_paths(args.input, args.output, args.overwrite)  # before the model is loaded
     if args.ray is not None:
-        from deband.video.cluster import deband_video_ray
+        from deband.cluster.video import deband_video_ray
 
         debander = load_debander(args, "cpu")  # the workers build their own
         with ray_cluster(args) as cluster:
             report = deband_video_ray(args.input, args.output, debander, opts, chunking, cluster, sys.stderr.isatty())
     elif args.only_banded is not None:
         debander = load_debander(args)  # a first pass finds the banded scenes; then one pass in order
-        from deband.timeline import only_banded
+        from deband.video.timeline import only_banded
 
         debander = only_banded(debander, args.input, args.only_banded, args.start, args.duration, sys.stderr.isatty())
         report = deband_video(args.input, args.output, debander, opts, progress=sys.stderr.isatty())
@@ -124,7 +124,7 @@ def _check_ray(args: argparse.Namespace) -> None:
 def _cmd_pipe(args: argparse.Namespace, opts) -> int:
     """`deband video - -o -`: YUV4MPEG2 from stdin to stdout; messages go to stderr. When the
     reader of stdout goes away: one line and exit code BROKEN_PIPE (141, as for SIGPIPE)."""
-    from deband.cli import BROKEN_PIPE
+    from deband.cli.exits import BROKEN_PIPE
     from deband.video.y4m import deband_y4m
 
     if args.input != Path("-") or args.output != Path("-"):
@@ -142,12 +142,12 @@ def _cmd_pipe(args: argparse.Namespace, opts) -> int:
 
 def _cmd_library(args: argparse.Namespace, opts, chunking) -> int:
     """A folder: every video in it, then a summary table; the highest failure's exit code."""
-    from deband.cli import describe, exit_code, summarise
+    from deband.cli.exits import describe, exit_code, summarise
     from deband.errors import DebandError
     from deband.video.library import deband_library
 
     if args.ray is not None:
-        from deband.video.cluster import deband_library_ray
+        from deband.cluster.video import deband_library_ray
 
         debander = load_debander(args, "cpu")  # the workers build their own
         with ray_cluster(args) as cluster:

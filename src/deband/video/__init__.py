@@ -25,7 +25,7 @@ decodes whole clips to tensors and measures flicker, for tests and benchmarks.
 """
 
 from deband.video.analysis import read_video_rgb, temporal_flicker
-from deband.video.colour import Colour, codes_to_frame, colour_of
+from deband.video.colour import Colour, colour_of
 from deband.video.options import CODECS, COMPARE_MODES, Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import check_paths, deband_video
 
@@ -37,7 +37,6 @@ __all__ = [
     "VideoOptions",
     "VideoReport",
     "check_paths",
-    "codes_to_frame",
     "colour_of",
     "deband_video",
     "read_video_rgb",

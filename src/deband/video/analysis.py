@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from deband.errors import InputError
-from deband.video.colour import colour_of, frame_to_planes, native, planes_to_rgb
+from deband.io.planes import planes_to_rgb
+from deband.video.colour import colour_of, frame_to_planes, native
 from deband.video.options import VideoOptions
 from deband.video.pipeline import FrameClock
 from deband.video.streams import Span, decode_times_only, next_packet, open_input, probe, video_stream

@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 
 from deband.errors import InputError
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.pipeline import copy_packet, encode_piece
 from deband.video.streams import Probe, Span, Streams, decode_times_only, open_input, open_streams, video_stream

@@ -1,10 +1,11 @@
-"""Video frames <-> normalised Y'CbCr planes <-> R'G'B', with the stream's own matrix and range.
+"""A stream's colour: the matrix and range its frames are read with, the tags written out, and
+what a compare mode draws. The conversions themselves are `deband.io.planes`.
 
 Each frame's Y'CbCr planes are read as numbers (no swscale) and converted with the stream's
 matrix and range (BT.709 for HD and BT.601 for SD when untagged; limited unless tagged full
 or yuvj*). PyAV's own `to_ndarray("rgb48le")` is not used: it ignores the range tag and
 falls back to BT.601 for untagged HD. Levels, matrices, rounding and dither come from
-`deband.pixels`.
+`deband.io.pixels`.
 
 Planes are lists [y (n, h, w) on [0, 1], cb, cr (n, hc, wc) on [-0.5, 0.5]], float32;
 the chroma grid (hc, wc) is the frame's own (4:2:0, 4:2:2 or 4:4:4, odd sizes rounded up).
@@ -20,8 +21,8 @@ import av
 import numpy as np
 import torch
 
-from deband import pixels
-from deband.chroma import downsample, upsample
+from deband.io import pixels
+from deband.io.planes import codes_to_plane, frame_codes
 
 log = logging.getLogger(__name__)
 
@@ -103,37 +104,7 @@ def frame_to_planes(frame: av.VideoFrame, colour: Colour) -> list[torch.Tensor]:
     [-0.5, 0.5]], float32, exact (no resampling)."""
     depth = NATIVE.match(frame.format.name).group(2)
     bits = int(depth) if depth else 8
-    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
-    planes = []
-    for i, plane in enumerate(frame.planes[:3]):
-        rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
-        planes.append(codes_to_plane(rows, bits, colour.full_range, chroma=i > 0))
-    return planes
-
-
-def codes_to_plane(codes: np.ndarray, bits: int, full: bool, chroma: bool = False) -> torch.Tensor:
-    """Integer codes (h, w) of one plane -> normalised Y' on [0, 1] or, with `chroma`, Cb/Cr
-    on [-0.5, 0.5]: float32 (h, w), exact (inverse of `pixels.ycbcr_codes`)."""
-    lv = pixels.levels(bits, full)
-    offset, scale = (lv.c_offset, lv.c_scale) if chroma else (lv.y_offset, lv.y_scale)
-    return (torch.from_numpy(codes.astype(np.float32)) - offset) / scale
-
-
-def planes_to_rgb(planes: list[torch.Tensor], matrix: str) -> torch.Tensor:
-    """[y (n, h, w), cb, cr (n, hc, wc)] -> R'G'B' (n, 3, h, w) float32, clamped to [0, 1]."""
-    y, cb, cr = planes
-    h, w = y.shape[-2:]
-    ycc = torch.stack([y, upsample(cb, h, w), upsample(cr, h, w)], dim=1)  # (n, 3, h, w)
-    return pixels.ycbcr_to_rgb(ycc, matrix).clamp_(0, 1)
-
-
-def add_rgb_delta(planes: list[torch.Tensor], delta: torch.Tensor, matrix: str) -> list[torch.Tensor]:
-    """Planes [y (n, h, w), cb, cr (n, hc, wc)] plus an R'G'B' change delta (n, 3, h, w),
-    taken to Y'CbCr (linear) and box-averaged onto the chroma grid. Zero delta is exact."""
-    dy, dcb, dcr = pixels.rgb_to_ycbcr(delta, matrix).unbind(1)  # (n, h, w) each
-    y, cb, cr = planes
-    hc, wc = cb.shape[-2:]
-    return [y + dy, cb + downsample(dcb, hc, wc), cr + downsample(dcr, hc, wc)]
+    return [codes_to_plane(codes, bits, colour.full_range, chroma=i > 0) for i, codes in enumerate(frame_codes(frame))]
 
 
 def compose(
@@ -168,24 +139,3 @@ def dither_patterns(planes: list[torch.Tensor], seed: int) -> list[np.ndarray]:
     flat = pixels.tpdf_pattern((sum(sizes),), seed)
     parts = np.split(flat, np.cumsum(sizes)[:-1])
     return [part.reshape(shape) for part, shape in zip(parts, shapes)]
-
-
-def planes_to_codes(
-    planes: list[torch.Tensor], bits: int, full: bool, dither: list[np.ndarray] | None = None
-) -> list[np.ndarray]:
-    """Normalised planes (n, h', w') -> integer codes, uint8 or uint16, clipped to the code
-    range; `dither` (one (h', w') pattern per plane, in LSB) is added before rounding."""
-    return [
-        pixels.ycbcr_codes(p, bits, full, chroma=i > 0, dither=None if dither is None else dither[i])
-        for i, p in enumerate(planes)
-    ]
-
-
-def codes_to_frame(codes: list[np.ndarray], pix_fmt: str, width: int, height: int) -> av.VideoFrame:
-    """Integer planes (y (h, w), cb, cr (hc, wc)) -> a VideoFrame of `pix_fmt`."""
-    frame = av.VideoFrame(width, height, pix_fmt)
-    for plane, arr in zip(frame.planes, codes):
-        buf = np.zeros((plane.height, plane.line_size // arr.itemsize), arr.dtype)
-        buf[:, : plane.width] = arr
-        plane.update(buf)
-    return frame

@@ -29,7 +29,7 @@ import av
 import torch
 from tqdm import tqdm
 
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output
 from deband.video.chunks import (
     ChunkResult,
     Keyframes,
@@ -219,7 +219,7 @@ def _portable(restorer: Restorer) -> tuple:
     """The restorer as it travels to a worker: a Debander as its weights and settings (plain
     bytes, so no tensor memory or file descriptor is shared with the workers); any other
     restorer (a test's stand-in) as itself."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     if isinstance(restorer, Debander):
         return ("debander", *restorer.portable(), str(restorer.device))
@@ -232,7 +232,7 @@ _WORKER_RESTORER: dict[int, Restorer] = {}  # in a worker process: the restorer 
 def _rebuilt(portable: tuple) -> Restorer:
     if portable[0] == "object":
         return portable[1]
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     key = hash(portable[1])  # the same weights bytes: build the model once per worker
     if key not in _WORKER_RESTORER:

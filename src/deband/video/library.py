@@ -5,7 +5,7 @@ name order with `deband_video_chunked`. MP4, M4V, MOV and MKV inputs keep their 
 the others are written as .mkv (which holds whatever they carry). An output that already
 exists is skipped unless `overwrite`; one whose run was interrupted resumes from its work
 folder; a file that fails is recorded and the next one goes on. What is taken, skipped and
-refused follows `deband.folders`, as for a folder of images.
+refused follows `deband.io.folders`, as for a folder of images.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deband.errors import DebandError, InputError
-from deband.folders import FolderReport, Job, gather, output_folder, plan
+from deband.io.folders import FolderReport, Job, gather, output_folder, plan
 from deband.video.jobs import ChunkOptions, deband_video_chunked
 from deband.video.options import Restorer, VideoOptions, VideoReport
 
@@ -80,7 +80,7 @@ def plan_library(
 ) -> tuple[list[tuple[Path, Path]], LibraryReport]:
     """The (input, output) pairs to make, and a report of what was left out, skipped (its
     output exists, unless `overwrite`) or refused before any work (the policy of
-    `deband.folders`). Creates out_dir. Raises InputError when the folder holds no video and
+    `deband.io.folders`). Creates out_dir. Raises InputError when the folder holds no video and
     OutputError (SameFileError) when out_dir is src_dir, a file or cannot be made."""
     src_dir, out_dir, report = Path(src_dir), Path(out_dir), LibraryReport()
     videos = gather([src_dir], VIDEO_SUFFIXES, report)

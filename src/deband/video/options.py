@@ -17,7 +17,7 @@ COMPARE_MODES = (None, "split", "side-by-side")
 
 
 class Restorer(Protocol):
-    """Anything with `restore_batch`; `deband.restore.Debander` is one."""
+    """Anything with `restore_batch`; `deband.restore.debander.Debander` is one."""
 
     def restore_batch(self, rgb: torch.Tensor) -> torch.Tensor:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32, CPU. Returns the same."""

@@ -14,7 +14,7 @@ All muxing, copied packets included, happens on the writer stage, in demux order
 output container is not thread-safe, and a single writer muxes exactly the packet sequence
 the serial path muxes, so both paths mux the same packets in the same order (a lock around
 `out.mux` would let copied packets overtake the video still in the model stage). The output
-is written to a temporary file beside dst (see `deband.outputs.atomic_output`) and renamed
+is written to a temporary file beside dst (see `deband.io.outputs.atomic_output`) and renamed
 when complete.
 """
 
@@ -34,19 +34,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deband.chroma import upsample
 from deband.errors import InputError, OutputError
-from deband.outputs import atomic_output, check_output
-from deband.video.colour import (
-    add_rgb_delta,
-    codes_to_frame,
-    compose,
-    dither_patterns,
-    frame_to_planes,
-    native,
-    planes_to_codes,
-    planes_to_rgb,
-)
+from deband.io.chroma import upsample
+from deband.io.outputs import atomic_output, check_output
+from deband.io.planes import add_rgb_delta, codes_to_frame, planes_to_codes, planes_to_rgb
+from deband.video.colour import compose, dither_patterns, frame_to_planes, native
 from deband.video.options import Restorer, VideoOptions, VideoReport
 from deband.video.stages import Serial, Stages
 from deband.video.streams import (

@@ -24,33 +24,21 @@ import torch
 
 import deband
 from deband.errors import OutputError
-from deband.outputs import atomic_output
+from deband.io.outputs import atomic_output, input_identity
 from deband.video.chunks import CHUNK_SUFFIX, ChunkResult, count_frames, file_sha256
 from deband.video.options import Restorer, VideoOptions
 from deband.video.streams import Span
 
 log = logging.getLogger(__name__)
 
-MIB = 1 << 20
 MANIFEST = "manifest.json"
 _RUN_ONLY = ("overwrite", "threads", "pipeline")  # VideoOptions fields that do not change the output
-
-
-def input_identity(src: Path) -> dict:
-    """Size, mtime_ns and a sha256 of the first and last MiB of src."""
-    st = src.stat()
-    h = hashlib.sha256()
-    with open(src, "rb") as f:
-        h.update(f.read(MIB))
-        f.seek(max(st.st_size - MIB, 0))
-        h.update(f.read(MIB))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ends_sha256": h.hexdigest()}
 
 
 def restorer_identity(restorer: Restorer) -> dict:
     """A Debander's settings, device kind and a sha256 of its weights; for any other
     restorer, its class name."""
-    from deband.restore import Debander
+    from deband.restore.debander import Debander
 
     if not isinstance(restorer, Debander):
         return {"restorer": f"{type(restorer).__module__}.{type(restorer).__qualname__}"}

@@ -32,18 +32,9 @@ import torch
 from tqdm import tqdm
 
 from deband.errors import InputError, UnsupportedError
-from deband.video.colour import (
-    Colour,
-    add_rgb_delta,
-    codes_to_frame,
-    colour_of,
-    compose,
-    dither_patterns,
-    frame_to_planes,
-    planes_to_codes,
-    planes_to_rgb,
-    upsample,
-)
+from deband.io.chroma import upsample
+from deband.io.planes import add_rgb_delta, codes_to_frame, planes_to_codes, planes_to_rgb
+from deband.video.colour import Colour, colour_of, compose, dither_patterns, frame_to_planes
 from deband.video.options import Restorer, VideoOptions, VideoReport
 
 MAGIC = b"YUV4MPEG2"

@@ -1,0 +1,1 @@
+"""Training data: the real-image corpus, training packs, paired patches."""

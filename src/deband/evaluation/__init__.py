@@ -1,0 +1,1 @@
+"""Evaluation: the benchmark sets, FFmpeg baselines, scores, tables and reports (`deband eval`)."""

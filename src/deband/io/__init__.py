@@ -1,0 +1,1 @@
+"""Pixels and files: the pixel contract, chroma, image files, every output written, folder policy."""

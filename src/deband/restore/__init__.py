@@ -1,0 +1,1 @@
+"""Restoration: `Debander`, the detail guard, letterbox bars, the image job, ONNX export."""

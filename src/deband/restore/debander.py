@@ -1,0 +1,245 @@
+"""Inference: tiles with overlap and seamless blending, devices, steps and strength, channels.
+
+`Debander.load().restore(array)` restores one image of any size in bounded memory. Steps and
+strength are checked here (`check_sampling`), once, for every front end that takes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deband.config import DEFAULT_STEPS
+from deband.errors import ResourceError, SettingError
+from deband.io.pixels import from_codes, levels, peak, rgb_to_ycbcr, ycbcr_to_rgb
+from deband.model.checkpoint import load_model
+from deband.model.indi import sample
+from deband.restore.guard import Guard
+from deband.restore.letterbox import keep_bars
+
+TileFn = Callable[[torch.Tensor], torch.Tensor]
+MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
+
+
+def check_sampling(steps: int, strength: float) -> None:
+    """Raise SettingError unless 1 <= steps <= MAX_STEPS and 0 < strength <= 1 (a start time t)."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise SettingError("steps", f"must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 < strength <= 1:
+        raise SettingError("strength", f"must be in (0, 1], got {strength}")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A source known to have been cut from `source_bits` to `bits` by a bit shift: its codes
+    lie below the truth by (1 - 2**(bits - source_bits)) / 2 of a step at `bits` on average
+    (0.375 of an 8-bit code for 10 -> 8), an offset no image shows. `undo` adds it back.
+    space "ycbcr": the cut was of limited-range Y'CbCr planes (video, BT.709); "rgb": of
+    full-range R'G'B' channels (a still image)."""
+
+    source_bits: int
+    bits: int
+    space: str = "ycbcr"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits < self.source_bits <= 16:
+            raise ValueError(f"a cut from {self.source_bits} to {self.bits} bits: need 1 <= bits < source bits <= 16")
+        if self.space not in ("ycbcr", "rgb"):
+            raise ValueError(f"unknown space {self.space!r}; expected 'ycbcr' or 'rgb'")
+
+    @property
+    def steps(self) -> float:
+        """The offset, in steps of `bits`."""
+        return (1 - 2.0 ** (self.bits - self.source_bits)) / 2
+
+    def undo(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (Tensor): (n, 3, h, w) on [0, 1]. Returns it raised by the offset, clamped to [0, 1]."""
+        if self.space == "rgb":
+            return (rgb + self.steps / peak(self.bits)).clamp(0, 1)
+        lv = levels(self.bits, full=False)
+        shift = torch.tensor([1 / lv.y_scale, 1 / lv.c_scale, 1 / lv.c_scale], dtype=rgb.dtype) * self.steps
+        return ycbcr_to_rgb(rgb_to_ycbcr(rgb) + shift[:, None, None].to(rgb.device)).clamp(0, 1)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available; 'cuda' without a GPU raises ResourceError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ResourceError("device 'cuda' was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}")
+    return torch.device(device)
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins along one axis: stride tile - overlap, the last tile flush with the end."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+def _ramp(n: int, overlap: int, has_prev: bool) -> torch.Tensor:
+    """Blend weight along one axis of a tile: 0 -> 1 over `overlap` where a previous tile lies."""
+    r = torch.ones(n)
+    if has_prev and overlap > 0:
+        k = min(overlap, n)
+        r[:k] = (torch.arange(k, dtype=torch.float32) + 0.5) / overlap
+    return r
+
+
+def tiled(
+    fn: TileFn, x: torch.Tensor, tile: int, overlap: int, on_tile: Callable[[int, int], None] | None = None
+) -> torch.Tensor:
+    """Apply fn tile by tile and blend the overlaps; an identity fn returns x bit-exactly.
+
+    x (Tensor): shape (b, c, h, w). fn maps (b, c, th, tw) -> same shape. Tiles are placed
+    in raster order and each is blended into what is already there with out + a * (tile - out),
+    a ramping from 0 to 1 across the overlap with earlier tiles, so equal values stay exact.
+    """
+    if overlap * 2 >= tile:
+        raise ValueError("tile must be more than twice the overlap")
+    _, _, h, w = x.shape
+    out = torch.empty_like(x)
+    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    done, total = 0, len(ys) * len(xs)
+    for i, top in enumerate(ys):
+        for j, left in enumerate(xs):
+            th, tw = min(tile, h), min(tile, w)
+            patch = fn(x[:, :, top : top + th, left : left + tw]).to(out.dtype)
+            a = _ramp(th, overlap, i > 0)[:, None] * _ramp(tw, overlap, j > 0)[None, :]  # (th, tw)
+            region = out[:, :, top : top + th, left : left + tw]
+            if i == 0 and j == 0:
+                region.copy_(patch)
+            else:
+                region.copy_(torch.where(a >= 1, patch, region + a.to(out.device) * (patch - region)))
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
+    return out
+
+
+@dataclass
+class Debander:
+    """A loaded restorer with its inference settings.
+
+    steps: INDI iterations, 1 to MAX_STEPS; strength: t_start in (0, 1] (1 removes all banding
+    the model sees, less is gentler; either out of range raises SettingError); tile/overlap:
+    tile side and overlap in pixels; seed: fixes the start noise when eps > 0 (the same for
+    every frame of a video); bars: hand letterbox and pillarbox bars back untouched (see
+    `deband.restore.letterbox`); guard: the detail guard that bounds each pixel's change by
+    what banding could have done to it (see `deband.restore.guard`; None restores without it);
+    truncation: a source known to be cut by a bit shift, whose offset is added back before
+    restoring (see `Truncation`).
+    """
+
+    model: torch.nn.Module
+    device: torch.device = torch.device("cpu")
+    steps: int = DEFAULT_STEPS
+    strength: float = 1.0
+    tile: int = 2048
+    overlap: int = 256
+    eps: float = 0.0
+    seed: int = 0
+    bars: bool = True
+    guard: Guard | None = Guard()
+    truncation: Truncation | None = None
+
+    def __post_init__(self) -> None:
+        check_sampling(self.steps, self.strength)
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "auto", **settings) -> Debander:
+        """The shipped default model (or `weights`) on `device`, with inference `settings`."""
+        return cls.on_device(load_model(weights), resolve_device(device), **settings)
+
+    @classmethod
+    def on_device(cls, model: torch.nn.Module, device: torch.device, **settings) -> Debander:
+        """A restorer around `model`, moved to `device` in the memory layout inference uses."""
+        return cls(model=model.to(device).to(memory_format=torch.channels_last), device=device, **settings)
+
+    def portable(self) -> tuple[bytes, dict]:
+        """The restorer as plain data to send to another process or machine: its weights as
+        .safetensors bytes, and its settings (every field but model and device)."""
+        from deband.model.checkpoint import weights_bytes
+
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "device")}
+        return weights_bytes(self.model), settings
+
+    @classmethod
+    def from_portable(cls, data: bytes, settings: dict, device: torch.device) -> Debander:
+        """The restorer `portable` described, rebuilt on `device`."""
+        from deband.model.checkpoint import model_from_bytes
+
+        return cls.on_device(model_from_bytes(data), device, **settings)
+
+    def _denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(x_t, t).float()  # the model takes any layout; NCHW costs no copy
+
+    def _restore_tile(self, y: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.seed) if self.eps > 0 else None
+        y = y.to(self.device, torch.float32)
+        return sample(self._denoiser, y, self.steps, self.strength, self.eps, g).clamp(0, 1).cpu()
+
+    @torch.inference_mode()
+    def restore_batch(self, rgb: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
+        rgb = rgb.float() if self.truncation is None else self.truncation.undo(rgb.float())
+        out = tiled(self._restore_tile, rgb, self.tile, self.overlap, on_tile)
+        if self.guard is not None:
+            out = self.guard(rgb, out)
+        return keep_bars(rgb, out) if self.bars else out
+
+    def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Restore one image.
+
+        image (ndarray): shape (h, w), (h, w, 1|2|3|4); uint8, uint16 or float32 on [0, 1].
+        Returns float32 on [0, 1] with the same shape; alpha is passed through untouched and
+        gray is restored as gray.
+        """
+        x = to_float(image)
+        squeeze = x.ndim == 2
+        if squeeze:
+            x = x[..., None]
+        c = x.shape[2]
+        colour, alpha = (x[..., :3], x[..., 3:]) if c >= 3 else (x[..., :1], x[..., 1:])
+        rgb = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1)[None]  # (1, 1|3, h, w)
+        out = self.restore_batch(rgb.expand(1, 3, *rgb.shape[2:]), on_tile)[0]
+        out = out.mean(0, keepdim=True) if colour.shape[2] == 1 else out
+        res = out.permute(1, 2, 0).numpy()
+        if alpha.shape[2]:
+            res = np.concatenate([res, alpha], axis=2)
+        return res[..., 0] if squeeze else np.ascontiguousarray(res)
+
+
+def keep_freed_memory() -> bool:
+    """Have the C library keep freed memory for reuse, process-wide: for programs to call once.
+
+    glibc hands large buffers back to the kernel when they are freed, and the kernel maps
+    and zeroes fresh pages on their next use: a 1080p network call allocates ~100k pages
+    afresh every time, about a quarter of its CPU time on a 2-core machine. Returns False
+    where the C library is not glibc (then nothing changes).
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 1 << 30))
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float image -> float32 on [0, 1] (same shape)."""
+    if image.dtype in (np.uint8, np.uint16):
+        return from_codes(image)
+    if np.issubdtype(image.dtype, np.floating):
+        return np.clip(image.astype(np.float32), 0, 1)
+    raise ValueError(f"unsupported pixel type {image.dtype}")

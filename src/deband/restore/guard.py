@@ -1,0 +1,210 @@
+"""The detail guard: the restorer moves a pixel only as far as banding could have moved it.
+
+A banded image was made by quantising a smooth one, so its true value lies within half a
+quantisation step of the delivered one, and a restorer never needs to go further than
+that. Faint real detail (1-4 codes of contrast) was delivered as it is, and a restorer
+that smooths it away moves pixels by as much as the detail's contrast. The guard bounds
+the restorer's change `restored - x` per pixel, from the input alone:
+
+- where the input is *flat* (over a window of `blocks` x `blocks` blocks of `block` pixels
+  around the pixel's block, more than `flat_share` of the neighbour differences are under
+  `flat_diff`, i.e. plateaus with step edges between them: bands), the bound is
+  `step_share` of the largest neighbour difference in that window (the band step; capped
+  at `step_cap`, at least `cell`): enough to dissolve the steps (half a step is the most
+  that rounding moved any pixel);
+- elsewhere (texture, grain, faint detail: the values change every few pixels) the bound
+  is `cell`, a quarter of an 8-bit code. The true value of delivered detail lies within
+  half a code of the delivered one, but which way it lies is what a restorer that smooths
+  detail gets wrong, so the guard lets it go only half of that way: the output is never
+  more than 0.75 code from the truth there, and a restorer that does denoise the rounding
+  still gets to do most of it.
+
+Differences are the largest over R', G' and B'. The bound is computed per block (bands are
+tens of pixels wide, so it varies slowly). Two widenings, each found from the input alone:
+
+- *the grid* (`grid`): a channel whose values over a window all sit on the levels of 4-7 bits
+  (re-quantised R'G'B', as a 6-bit export leaves it, over texture as much as over
+  gradients) may move by half of that grid's step there: the most its rounding moved it;
+- *chroma bands* (`chroma`): Cb and Cr, taken at half resolution (where R'G'B' rounding
+  averages out and 4:2:0 chroma lives), are judged flat on their own, as above; where a
+  plane is, its change may reach `step_share` of its own step even when the luma around it
+  is textured. And where a plane's limited-range codes sit on a 4-7-bit grid (chroma stored
+  at fewer bits than luma), it may move half that grid's step. Blotches of colour over hair
+  or skin are steps of Cb/Cr alone.
+
+Where neither finds anything the bound is the one above, unchanged. Both are off by default:
+they pay only with a restorer trained to use the room (the shipped one, given it, smooths
+texture: see the weights README). Values are on [0, 1]; the defaults are in 8-bit
+codes (1 / 255). What it does to every set is measured by `deband eval`, which scores
+the restorer with and without it; see the README's results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
+
+CODE = 1 / 255  # one 8-bit code on [0, 1]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The guard's settings (see the module docstring); values on [0, 1], windows in pixels."""
+
+    block: int = 8  # pixels: the bound is one value per block x block pixels
+    blocks: int = 9  # side, in blocks, of the window over which flatness and the band step are measured
+    flat_share: float = 0.65  # a pixel lies in bands when more of its window is flat than this
+    flat_diff: float = 0.25 * CODE  # a neighbour difference under this is flat
+    cell: float = 0.25 * CODE  # the bound outside bands: half the 8-bit rounding error's largest
+    step_share: float = 0.6  # the bound inside bands, as a share of the band step
+    step_cap: float = 12 * CODE  # band steps are taken as at most this
+    grid: bool = False  # widen the bound of a channel whose values sit on a 4-7-bit grid
+    grid_share: float = 0.98  # share of a window's pixels on a grid for it to count
+    grid_tolerance: float = 0.55 * CODE  # values this far inside a window's extremes lie between them
+    grid_inner: float = 0.1  # share of a window's pixels that must lie strictly between its extremes
+    chroma: bool = False  # widen the bound of Cb/Cr where they are flat on their own
+    chroma_flat_diff: float = 0.5 * CODE  # a half-resolution Cb/Cr difference under this is flat
+    chroma_cap: float = 24 * CODE  # Cb/Cr band steps are taken as at most this
+    chroma_grid_share: float = 0.85  # share of a window's Cb (or Cr) codes on a 4-7-bit grid for it to count
+    chroma_grid_tolerance: float = 0.75  # 8-bit codes: Cb/Cr from rounded R'G'B' lie this close to their level
+
+    def __post_init__(self) -> None:
+        if self.block < 1:
+            raise ValueError(f"block must be at least one pixel, got {self.block}")
+        if self.blocks < 1 or self.blocks % 2 == 0:
+            raise ValueError(f"blocks must be an odd number, got {self.blocks}")
+
+    def bound(self, x: torch.Tensor) -> torch.Tensor:
+        """How far each pixel of x may move. x: (n, c, h, w) on [0, 1]; returns (n, 1, h, w)."""
+        dx, dy = _neighbour_diffs(x)
+        flat = ((dx < self.flat_diff).to(x.dtype) + (dy < self.flat_diff).to(x.dtype)) / 2
+        share = _window(_blocks(flat, self.block, F.avg_pool2d), self.blocks, F.avg_pool2d)
+        step = _window(_blocks(torch.maximum(dx, dy), self.block, F.max_pool2d), self.blocks, F.max_pool2d)
+        inside = (self.step_share * step.clamp(max=self.step_cap)).clamp(min=self.cell)
+        b = torch.where(share > self.flat_share, inside, torch.full_like(inside, self.cell))
+        return _full(b, self.block, *x.shape[-2:])
+
+    def grid_bound(self, x: torch.Tensor) -> torch.Tensor:
+        """Half the step of the coarsest 4-7-bit grid each channel's values sit on over the
+        window around each block (0 where none). x: (n, c, h, w); returns (n, c, h, w).
+
+        Measured on every other pixel of every other row (the window holds thousands), as
+        8-bit codes looked up in a table of the grids each code lies on.
+        """
+        n, c, h, w = x.shape
+        half = max(self.block // 2, 1)
+        planes = x.reshape(n * c, 1, h, w)[:, :, ::2, ::2]  # (nc, 1, h/2, w/2)
+        codes = (planes[:, 0] * 255).round_().clamp_(0, 255).long()  # (nc, h/2, w/2)
+        on = _grid_table(x.device, x.dtype)[codes].permute(0, 3, 1, 2)  # (nc, 4, h/2, w/2): on 7, 6, 5, 4 bits
+        share = _window(_blocks(on, half, F.avg_pool2d), self.blocks, F.avg_pool2d)  # (nc, 4, ...)
+        # a grid needs values between its window's extremes (two-level text and flat areas sit on every grid)
+        lo = -_window(_blocks(-planes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        hi = _window(_blocks(planes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        hh, ww = planes.shape[-2:]
+        tol = self.grid_tolerance
+        inner = (planes > _full(lo, half, hh, ww) + tol) & (planes < _full(hi, half, hh, ww) - tol)
+        inner = _window(_blocks(inner.to(x.dtype), half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+        found = torch.zeros_like(inner)
+        for i, bits in enumerate(GRID_BITS):  # finer first: a coarser grid found later overrides it
+            found = torch.where(share[:, i : i + 1] >= self.grid_share, 0.5 / (2**bits - 1), found)
+        found = torch.where(inner >= self.grid_inner, found, torch.zeros_like(found))
+        return _full(found, 2 * half, h, w).reshape(n, c, h, w)
+
+    def chroma_bound(self, x: torch.Tensor) -> torch.Tensor:
+        """How far Cb and Cr may move where each is flat on its own at half resolution (0
+        elsewhere). x: (n, 3, h, w) R'G'B'; returns (n, 2, h, w)."""
+        n, _, h, w = x.shape
+        c = rgb_to_ycbcr(F.avg_pool2d(x, 2, ceil_mode=True))[:, 1:].reshape(2 * n, 1, (h + 1) // 2, (w + 1) // 2)
+        dx, dy = _neighbour_diffs(c)
+        flat = ((dx < self.chroma_flat_diff).to(x.dtype) + (dy < self.chroma_flat_diff).to(x.dtype)) / 2
+        half = max(self.block // 2, 1)
+        share = _window(_blocks(flat, half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+        step = _window(_blocks(torch.maximum(dx, dy), half, F.max_pool2d), self.blocks, F.max_pool2d)
+        inside = self.step_share * step.clamp(max=self.chroma_cap)
+        b = torch.where(share > self.flat_share, inside, torch.zeros_like(inside))
+        b = torch.maximum(b, self._chroma_grid(rgb_to_ycbcr(x[:, :, ::2, ::2])[:, 1:].reshape(2 * n, 1, *c.shape[-2:])))
+        return _full(b, 2 * half, h, w).reshape(n, 2, h, w)
+
+    def _chroma_grid(self, c: torch.Tensor) -> torch.Tensor:
+        """Half the step of the coarsest 4-7-bit grid of limited-range 8-bit Cb/Cr codes
+        (steps of 16 ... 2 codes) that a plane sits on over the window around each block,
+        with at least two of its levels there (0 where none). c: (m, 1, h, w) Cb or Cr values
+        sampled on every other pixel; returns (m, 1, blocks high, blocks wide), in Cb/Cr units."""
+        half = max(self.block // 2, 1)
+        codes = c * 224 + 128  # 8-bit limited-range codes
+        lo = -_window(_blocks(-codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        hi = _window(_blocks(codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        found = torch.zeros_like(lo)
+        for bits in GRID_BITS:  # finer first: a coarser grid found later overrides it
+            q = 2.0 ** (8 - bits)
+            on = ((codes / q - (codes / q).round()).abs() * q < self.chroma_grid_tolerance).to(c.dtype)
+            share = _window(_blocks(on, half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+            hit = (share >= self.chroma_grid_share) & (hi - lo >= q - self.chroma_grid_tolerance)
+            found = torch.where(hit, q / 2 / 224, found)
+        return found
+
+    def __call__(self, x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        """restored, moved back to within the bounds of x. Both (n, c, h, w) on [0, 1], same
+        device; returns the same shape.
+
+        Each channel moves at most `bound(x)`, or its grid's half step where larger; with
+        three channels Cb and Cr then move on by up to what `chroma_bound` allows beyond that.
+        """
+        b = self.bound(x)
+        if self.grid:
+            b = torch.maximum(b, self.grid_bound(x))
+        change = restored - x
+        kept = torch.minimum(torch.maximum(change, -b), b)
+        if self.chroma and x.shape[1] == 3:
+            more = (self.chroma_bound(x) - b.amin(1, keepdim=True)).clamp(min=0)  # (n, 2, h, w)
+            lost = (rgb_to_ycbcr(change) - rgb_to_ycbcr(kept))[:, 1:]  # the Cb/Cr change the clamp took
+            back = torch.minimum(torch.maximum(lost, -more), more)
+            kept = kept + ycbcr_to_rgb(torch.cat([torch.zeros_like(back[:, :1]), back], dim=1))
+        return x + kept
+
+
+GRID_BITS = (7, 6, 5, 4)  # the grids `Guard.grid_bound` looks for, finer first
+
+
+def _grid_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(256, len(GRID_BITS)): 1 where 8-bit code i is the nearest code to a level of that grid."""
+    codes = torch.arange(256, dtype=torch.float64)
+    cols = []
+    for bits in GRID_BITS:
+        levels = 2**bits - 1
+        cols.append(((codes * levels / 255).round() * 255 / levels).round() == codes)
+    return torch.stack(cols, dim=1).to(device, dtype)
+
+
+def _full(b: torch.Tensor, block: int, h: int, w: int) -> torch.Tensor:
+    """Per-block values (n, c, ceil(h / block), ceil(w / block)) spread over their pixels: (n, c, h, w)."""
+    return F.interpolate(b, scale_factor=float(block), mode="nearest")[..., :h, :w]
+
+
+def _neighbour_diffs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|x(i, j+1) - x(i, j)| and |x(i+1, j) - x(i, j)|, the largest over channels, 0 past the
+    last column and row. x: (n, c, h, w); returns two (n, 1, h, w)."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().amax(1, keepdim=True)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().amax(1, keepdim=True)
+    return F.pad(dx, (0, 1, 0, 0)), F.pad(dy, (0, 0, 0, 1))
+
+
+def _blocks(a: torch.Tensor, block: int, pool) -> torch.Tensor:
+    """`pool` (F.avg_pool2d or F.max_pool2d) of a (n, 1, h, w) over block x block tiles; a
+    partial tile at the right or bottom pools what it has. Returns (n, 1, ceil(h / block),
+    ceil(w / block))."""
+    if pool is F.avg_pool2d:
+        return F.avg_pool2d(a, block, ceil_mode=True, count_include_pad=False)
+    return F.max_pool2d(a, block, ceil_mode=True)
+
+
+def _window(a: torch.Tensor, k: int, pool) -> torch.Tensor:
+    """`pool` (F.avg_pool2d or F.max_pool2d) of a (n, 1, h, w) over k x k windows centred on
+    each pixel, edges replicated; done as a row pass then a column pass."""
+    r = k // 2
+    a = F.pad(a, (r, r, r, r), mode="replicate")
+    return pool(pool(a, (1, k), stride=1), (k, 1), stride=1)
