@@ -104,13 +104,15 @@ def test_summary_gives_each_set_its_gain_and_skips_sets_without_our_rows():
     from deband.evaluation.evalreport import summary
 
     rows = [Row("clean reference", "s", psnr=200, cambi4=2.0, detail=100.0),
-            Row("banded input", "s", psnr=40.0, cambi4=9.0, detail=80.0),
+            Row("banded input", "s", psnr=40.0, psnr_y=45.0, psnr_cb=50.0, psnr_cr=48.0, cambi4=9.0, detail=80.0),
             Row("ffmpeg-deband", "s", psnr=39.5),
             Row("deband 1 step", "s", psnr=41.0, cambi4=3.0, detail=70.0, steps=1, strength=1.0),
-            Row("deband 2 steps", "s", psnr=42.5, cambi4=2.5, detail=75.0, steps=2, strength=1.0),
+            Row("deband 2 steps", "s", psnr=42.5, psnr_y=46.0, psnr_cb=53.5, psnr_cr=48.5, cambi4=2.5, detail=75.0,
+                steps=2, strength=1.0),
             Row("deband 2 steps, strength 0.5", "s", psnr=45.0, steps=2, strength=0.5)]
     text = summary({"s": rows, "no ours": rows[:3]}, steps=2)
     lines = text.splitlines()
     assert len(lines) == 3 and "ffmpeg-gradfun-strong" in lines[0]
-    assert lines[2] == "| s | 40.00 | 39.50 | – | – | – | **42.50 (+2.50)** | 80.0 → 75.0 | 9.00 → 2.50 (2.00) |"
+    assert lines[2] == ("| s | 40.00 | 39.50 | – | – | – | **42.50 (+2.50)** | +1.00 / +3.50 / +0.50 "
+                        "| 80.0 → 75.0 | 9.00 → 2.50 (2.00) |")
     assert summary({"no ours": rows[:3]}) == ""

@@ -229,7 +229,7 @@ def test_chroma_stage_learns_at_its_own_rate():
     from dataclasses import replace
 
     from deband.config import TrainConfig
-    from deband.model import UNet
+    from deband.model.unet import UNet
     from deband.training.loop import param_groups
 
     cfg = replace(TrainConfig(), chroma_lr=20.0)

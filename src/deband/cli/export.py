@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deband.cli.options import Parser, number
+from deband.cli.options import Parser, sampling
 from deband.config import DEFAULT_STEPS
 
 EPILOG_EXPORT = """examples:
@@ -20,9 +20,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     onnx = fmt.add_parser("onnx", help="one ONNX graph: RGB on [0, 1] in and out, any size (vs-mlrt)",
                           epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
     onnx.add_argument("output", type=Path, help="the .onnx file to write")
-    onnx.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+    onnx.add_argument("--steps", type=sampling("steps"), default=DEFAULT_STEPS,
                       help=f"INDI steps, 1-100, unrolled into the graph (default {DEFAULT_STEPS})")
-    onnx.add_argument("--strength", type=number, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    onnx.add_argument("--strength", type=sampling("strength"), default=1.0, help="0 < S <= 1: start time t (default 1)")
     onnx.add_argument("--fp16", action="store_true", help="float16 input and output (float32 inside)")
     onnx.add_argument("--no-guard", action="store_true", help="leave the detail guard out of the graph")
     onnx.add_argument("--weights", type=Path, help="a .safetensors model (default: the shipped one)")

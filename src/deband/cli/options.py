@@ -73,6 +73,31 @@ seconds = number_in(0, MAX_SECONDS)  # a time in a video
 duration = number_in(0, MAX_SECONDS, above=True)  # a length of video
 
 
+def sampling(setting: str):
+    """The --steps (an int) or --strength (a float) option type: refused at parse time by the
+    rule the restorer itself applies (`restore.debander.check_sampling`, imported only when
+    the option is given)."""
+
+    def parse(text: str) -> float | int:
+        from deband.errors import SettingError
+        from deband.restore.debander import check_sampling
+
+        if setting == "steps":
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        else:
+            value = number(text)
+        try:
+            check_sampling(value, 1.0) if setting == "steps" else check_sampling(1, value)
+        except SettingError as e:
+            raise argparse.ArgumentTypeError(e.problem) from None
+        return value
+
+    return parse
+
+
 def truncation_value(text: str) -> tuple[int, int]:
     """'SOURCE:BITS', e.g. '10:8': a cut from SOURCE to BITS bits by a bit shift."""
     try:
@@ -87,9 +112,9 @@ def truncation_value(text: str) -> tuple[int, int]:
 def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None:
     """The restorer's options; `planes` is what a --truncated cut acted on ("rgb" for stills,
     "ycbcr" for video)."""
-    # ranges are checked where the restorer takes them (deband.restore.debander.check_sampling)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"INDI steps, 1-100 (default {DEFAULT_STEPS})")
-    p.add_argument("--strength", type=number, default=1.0, help="0 < S <= 1: start time t (default 1)")
+    p.add_argument("--steps", type=sampling("steps"), default=DEFAULT_STEPS,
+                   help=f"INDI steps, 1-100 (default {DEFAULT_STEPS})")
+    p.add_argument("--strength", type=sampling("strength"), default=1.0, help="0 < S <= 1: start time t (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of dither and sampling noise (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--tile", type=int_range(128, 16384), default=2048, help="tile side in pixels (default 2048)")
