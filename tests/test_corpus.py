@@ -155,6 +155,12 @@ def test_excluded_paths(path: str) -> None:
     assert excluded("/usr/share/backgrounds/gnome/adwaita-d.webp") is None
 
 
+def test_packages_in_a_virtualenv_inside_the_checkout_are_not_our_examples() -> None:
+    checkout = Path(__file__).resolve().parents[1]
+    assert excluded(checkout / ".venv/lib/python3.11/site-packages/skimage/data/astronaut.png") is None
+    assert excluded(checkout / "examples/sunset-banded.png") == "deband examples"
+
+
 def test_licence_from_copyright_falls_back_to_first_license_line() -> None:
     text = "Files: *\nLicense: GPL-3+\n\nFiles: art/sky.png\nLicense: CC0-1.0\n"
     assert licence_from_copyright(text, "/usr/share/backgrounds/sky.png") == "CC0-1.0"

@@ -109,7 +109,8 @@ def excluded(path: str | Path) -> str | None:
     for reason, rx in EXCLUDED:
         if re.search(rx, text):
             return reason
-    if path.resolve().is_relative_to(_PROJECT) and (_PROJECT / "src" / "deband").is_dir():
+    inside = path.resolve().is_relative_to(_PROJECT) and (_PROJECT / "src" / "deband").is_dir()
+    if inside and "site-packages" not in path.resolve().parts:  # a virtualenv in the checkout is not ours
         return "deband examples"
     return None
 
