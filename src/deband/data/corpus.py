@@ -23,7 +23,9 @@ The packages were installed with::
         mate-backgrounds ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-16.04 \\
         lomiri-wallpapers-20.04 debian-edu-artwork debian-edu-artwork-buster \\
         debian-edu-artwork-emerald debian-edu-artwork-homeworld debian-edu-artwork-softwaves \\
-        debian-edu-artwork-spacefun desktop-base sway-backgrounds xfdesktop4-data
+        debian-edu-artwork-spacefun desktop-base sway-backgrounds xfdesktop4-data opencv-doc
+
+and built with the folders named in `corpus/README.md` (OpenCV's `examples/data` among them).
 """
 
 from __future__ import annotations
