@@ -80,13 +80,33 @@ class Guard:
 
     def bound(self, x: torch.Tensor) -> torch.Tensor:
         """How far each pixel of x may move. x: (n, c, h, w) on [0, 1]; returns (n, 1, h, w)."""
-        dx, dy = _neighbour_diffs(x)
-        flat = ((dx < self.flat_diff).to(x.dtype) + (dy < self.flat_diff).to(x.dtype)) / 2
-        share = _window(_blocks(flat, self.block, F.avg_pool2d), self.blocks, F.avg_pool2d)
-        step = _window(_blocks(torch.maximum(dx, dy), self.block, F.max_pool2d), self.blocks, F.max_pool2d)
-        inside = (self.step_share * step.clamp(max=self.step_cap)).clamp(min=self.cell)
-        b = torch.where(share > self.flat_share, inside, torch.full_like(inside, self.cell))
+        b = self._bands(x, self.block, self.flat_diff, self.step_cap, self.cell, self.cell)
         return _full(b, self.block, *x.shape[-2:])
+
+    def _bands(self, x: torch.Tensor, block: int, flat_diff: float, cap: float, floor: float, outside: float):
+        """Per block of x (n, c, h, w): `step_share` of the window's band step (at most `cap`,
+        at least `floor`) where more than `flat_share` of its neighbour differences are under
+        `flat_diff`, else `outside`. Returns (n, 1, ceil(h / block), ceil(w / block))."""
+        dx, dy = _neighbour_diffs(x)
+        flat = ((dx < flat_diff).to(x.dtype) + (dy < flat_diff).to(x.dtype)) / 2
+        share = self._around(flat, block, F.avg_pool2d)
+        inside = (self.step_share * self._around(torch.maximum(dx, dy), block, F.max_pool2d).clamp(max=cap))
+        inside = inside.clamp(min=floor)
+        return torch.where(share > self.flat_share, inside, torch.full_like(inside, outside))
+
+    def _around(self, a: torch.Tensor, block: int, pool) -> torch.Tensor:
+        """`pool` (F.avg_pool2d or F.max_pool2d) of a (n, c, h, w) over the window of `blocks` x
+        `blocks` tiles of block x block pixels around each tile: (n, c, tiles high, tiles wide)."""
+        return _window(_blocks(a, block, pool), self.blocks, pool)
+
+    def _extremes(self, a: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the greatest value of a (n, c, h, w) over the window around each tile."""
+        return -self._around(-a, block, F.max_pool2d), self._around(a, block, F.max_pool2d)
+
+    @property
+    def _half(self) -> int:
+        """The tile side at half resolution, where the widenings measure."""
+        return max(self.block // 2, 1)
 
     def grid_bound(self, x: torch.Tensor) -> torch.Tensor:
         """Half the step of the coarsest 4-7-bit grid each channel's values sit on over the
@@ -96,18 +116,17 @@ class Guard:
         8-bit codes looked up in a table of the grids each code lies on.
         """
         n, c, h, w = x.shape
-        half = max(self.block // 2, 1)
+        half = self._half
         planes = x.reshape(n * c, 1, h, w)[:, :, ::2, ::2]  # (nc, 1, h/2, w/2)
         codes = (planes[:, 0] * 255).round_().clamp_(0, 255).long()  # (nc, h/2, w/2)
         on = _grid_table(x.device, x.dtype)[codes].permute(0, 3, 1, 2)  # (nc, 4, h/2, w/2): on 7, 6, 5, 4 bits
-        share = _window(_blocks(on, half, F.avg_pool2d), self.blocks, F.avg_pool2d)  # (nc, 4, ...)
+        share = self._around(on, half, F.avg_pool2d)  # (nc, 4, ...)
         # a grid needs values between its window's extremes (two-level text and flat areas sit on every grid)
-        lo = -_window(_blocks(-planes, half, F.max_pool2d), self.blocks, F.max_pool2d)
-        hi = _window(_blocks(planes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        lo, hi = self._extremes(planes, half)
         hh, ww = planes.shape[-2:]
         tol = self.grid_tolerance
         inner = (planes > _full(lo, half, hh, ww) + tol) & (planes < _full(hi, half, hh, ww) - tol)
-        inner = _window(_blocks(inner.to(x.dtype), half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+        inner = self._around(inner.to(x.dtype), half, F.avg_pool2d)
         found = torch.zeros_like(inner)
         for i, bits in enumerate(GRID_BITS):  # finer first: a coarser grid found later overrides it
             found = torch.where(share[:, i : i + 1] >= self.grid_share, 0.5 / (2**bits - 1), found)
@@ -119,13 +138,8 @@ class Guard:
         elsewhere). x: (n, 3, h, w) R'G'B'; returns (n, 2, h, w)."""
         n, _, h, w = x.shape
         c = rgb_to_ycbcr(F.avg_pool2d(x, 2, ceil_mode=True))[:, 1:].reshape(2 * n, 1, (h + 1) // 2, (w + 1) // 2)
-        dx, dy = _neighbour_diffs(c)
-        flat = ((dx < self.chroma_flat_diff).to(x.dtype) + (dy < self.chroma_flat_diff).to(x.dtype)) / 2
-        half = max(self.block // 2, 1)
-        share = _window(_blocks(flat, half, F.avg_pool2d), self.blocks, F.avg_pool2d)
-        step = _window(_blocks(torch.maximum(dx, dy), half, F.max_pool2d), self.blocks, F.max_pool2d)
-        inside = self.step_share * step.clamp(max=self.chroma_cap)
-        b = torch.where(share > self.flat_share, inside, torch.zeros_like(inside))
+        half = self._half
+        b = self._bands(c, half, self.chroma_flat_diff, self.chroma_cap, 0.0, 0.0)
         b = torch.maximum(b, self._chroma_grid(rgb_to_ycbcr(x[:, :, ::2, ::2])[:, 1:].reshape(2 * n, 1, *c.shape[-2:])))
         return _full(b, 2 * half, h, w).reshape(n, 2, h, w)
 
@@ -134,15 +148,14 @@ class Guard:
         (steps of 16 ... 2 codes) that a plane sits on over the window around each block,
         with at least two of its levels there (0 where none). c: (m, 1, h, w) Cb or Cr values
         sampled on every other pixel; returns (m, 1, blocks high, blocks wide), in Cb/Cr units."""
-        half = max(self.block // 2, 1)
+        half = self._half
         codes = c * 224 + 128  # 8-bit limited-range codes
-        lo = -_window(_blocks(-codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
-        hi = _window(_blocks(codes, half, F.max_pool2d), self.blocks, F.max_pool2d)
+        lo, hi = self._extremes(codes, half)
         found = torch.zeros_like(lo)
         for bits in GRID_BITS:  # finer first: a coarser grid found later overrides it
             q = 2.0 ** (8 - bits)
             on = ((codes / q - (codes / q).round()).abs() * q < self.chroma_grid_tolerance).to(c.dtype)
-            share = _window(_blocks(on, half, F.avg_pool2d), self.blocks, F.avg_pool2d)
+            share = self._around(on, half, F.avg_pool2d)
             hit = (share >= self.chroma_grid_share) & (hi - lo >= q - self.chroma_grid_tolerance)
             found = torch.where(hit, q / 2 / 224, found)
         return found
@@ -161,7 +174,7 @@ class Guard:
         kept = torch.minimum(torch.maximum(change, -b), b)
         if self.chroma and x.shape[1] == 3:
             more = (self.chroma_bound(x) - b.amin(1, keepdim=True)).clamp(min=0)  # (n, 2, h, w)
-            lost = (rgb_to_ycbcr(change) - rgb_to_ycbcr(kept))[:, 1:]  # the Cb/Cr change the clamp took
+            lost = rgb_to_ycbcr(change - kept)[:, 1:]  # the Cb/Cr change the clamp took (the matrix is linear)
             back = torch.minimum(torch.maximum(lost, -more), more)
             kept = kept + ycbcr_to_rgb(torch.cat([torch.zeros_like(back[:, :1]), back], dim=1))
         return x + kept
