@@ -32,11 +32,25 @@ from deband.restore.guard import Guard
 COLUMNS = ("psnr", "psnr_y", "psnr_cb", "psnr_cr", "detail")
 
 
+def whole(images: list, side: int) -> list:
+    """Each held-out image whole, area-downscaled to at most `side` pixels wide and high."""
+    import cv2
+
+    out = []
+    for label, img in images:
+        f = min(1.0, side / max(img.shape[:2]))
+        size = (round(img.shape[1] * f), round(img.shape[0] * f))
+        out.append((label, cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float32)))
+    return out
+
+
 def sets(corpus: Path, n: int, size: int) -> dict[str, list]:
-    """name -> pairs: the colour sets, the real-content sets, the faint-detail set."""
+    """name -> pairs: the colour sets, the R'G'B' 6-bit set on whole held-out images (at most
+    2 * size px), the real-content sets, the faint-detail set."""
     images = load_held_out(corpus)
     textured, gentle = corpus_crops(images, n, size, texture_map), corpus_crops(images, n, size, gentle_map)
     out = {name: real_set(name, textured) for name in colour_set_names()}
+    out["whole images rgb 6-bit"] = real_set("textured rgb 6-bit", whole(images, 2 * size))  # the same delivery
     out |= {name: real_set(name, gentle) for name in real_set_names()}
     return out | {"faint detail": faint_set(images, n, size)}
 

@@ -112,7 +112,7 @@ def split(src: Path, dst: Path) -> None:
     from deband.restore.images import ImageOptions
 
     times: dict = {"import torch": t_torch - t0, "import deband": time.perf_counter() - t_torch,
-                   "network calls": [], "blends": [], "guard": []}
+                   "network calls": [], "blends": [], "guard": [], "grid": []}
 
     def clocked(fn, key):
         def run(*a):
@@ -134,6 +134,8 @@ def split(src: Path, dst: Path) -> None:
     debander._denoiser = clocked(debander._denoiser, "network calls")
     if getattr(debander, "guard", None) is not None:
         debander.guard = clocked(debander.guard, "guard")
+    if hasattr(debander, "_on_grid"):  # the grid stages, where the model has them and a grid is found
+        debander._on_grid = clocked(debander._on_grid, "grid")
     opts = ImageOptions()
     t = time.perf_counter()
     pic = read_image(src, opts.max_pixels)
@@ -154,7 +156,7 @@ def split(src: Path, dst: Path) -> None:
 def print_split(src: Path, dst: Path) -> None:
     seconds, rss, out = timed_child([sys.executable, __file__, "--split-child", str(src), str(dst)])
     t = json.loads(out)
-    calls, blends, guard = t.pop("network calls"), t.pop("blends"), sum(t.pop("guard", []))
+    calls, blends, guard, grid = t.pop("network calls"), t.pop("blends"), sum(t.pop("guard", [])), t.pop("grid", [])
     print(f"\nsplit of one 1080p run in a child ({t.pop('threads')} torch threads): "
           f"{seconds:.2f} s wall, peak RSS {rss:.2f} GiB")
     print("| step | s |\n|---|---|")
@@ -163,7 +165,9 @@ def print_split(src: Path, dst: Path) -> None:
     for i, (c, b) in enumerate(zip(calls, blends)):
         print(f"| network call {i + 1} (of which output blend) | {c:.2f} ({b:.2f}) |")
     print(f"| detail guard | {guard:.2f} |")
-    rest = t["restore"] - sum(calls) - guard
+    print(f"| grid stages (finding the grids, and the stages where one is found) | {sum(grid):.2f} |" if grid else
+          "| grid stages | not in this model |")
+    rest = t["restore"] - sum(calls) - guard - sum(grid)
     print(f"| rest of restore (tiling, INDI update, clamp, conversions) | {rest:.2f} |")
     for k in ("to 16-bit codes", "write PNG"):
         print(f"| {k} | {t[k]:.2f} |")

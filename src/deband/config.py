@@ -28,6 +28,8 @@ class ModelConfig:
     # Cb/Cr stage (0: none): the output's chroma, at 1/unshuffle resolution, blended again with
     # copies smoothed at 2, 4, ... 2**chroma_scales steps of that resolution (8 ... 512 px at 4x)
     chroma_scales: int = 0
+    grid_width: int = 0  # width of the R'G'B' grid stage (`deband.model.grid`; 0: none)
+    planes_width: int = 0  # width of the Y'CbCr grid stage (0: none)
 
     @property
     def multiple(self) -> int:
@@ -92,6 +94,26 @@ class TrainConfig:
     ckpt_every: int = 250  # steps between checkpoints
     seed: int = 0  # every generator of the run derives its seed from this (see data.RunSeeds)
     bf16: bool = False  # bf16 autocast (slower than fp32 on CPUs without native bf16)
+
+
+@dataclass(frozen=True)
+class GridTrainConfig:
+    """Training the grid stage alone (`deband.training.grid`), the U-Net frozen."""
+
+    pack: str = ""  # a training pack (`deband corpus pack`) of clean real crops
+    space: str = "rgb"  # "rgb": channels re-quantised alone; "planes": Y'CbCr planes (`ModelConfig.planes_width`)
+    variants: int = 2  # grid-quantised versions of each crop (`delivery.random_grid_quantise`)
+    val_crops: int = 24  # the pack's last crops, kept for validation
+    width: int = 32  # the stage's width (`ModelConfig.grid_width`)
+    patch: int = 128  # training patch side in pixels
+    batch: int = 16  # patches per step
+    steps: int = 4000  # optimiser steps
+    lr: float = 1e-3  # peak Adam learning rate
+    lr_floor: float = 0.01  # the cosine decay ends at this share of `lr`
+    warmup: int = 100  # linear warm-up steps
+    val_every: int = 250  # steps between validations
+    ckpt_minutes: float = 5.0  # minutes between checkpoints
+    seed: int = 0
 
 
 def to_dict(cfg: Any) -> dict:

@@ -198,6 +198,6 @@ def deband(
     if debander is None:
         debander = Debander.load(
             weights, device, steps=steps, strength=strength, tile=tile, overlap=overlap, bars=not restore_bars,
-            guard=Guard() if guard else None,
+            guard=Guard() if guard else None, grid=False,  # the grid stages stay off for video, as in deband video
         )
     return clip.std.ModifyFrame(clip, FrameDebander(debander, layout, seed))

@@ -125,6 +125,10 @@ def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None
     p.add_argument("--no-guard", action="store_true",
                    help="let the model move any pixel as far as it likes (by default each pixel moves at most "
                         "as far as banding could have moved it, which keeps faint detail)")
+    if planes == "rgb":  # decoded video never sits on an R'G'B' grid
+        p.add_argument("--no-grid", action="store_true",
+                       help="leave channels whose values sit on a coarse grid (an image re-quantised to 4-7 "
+                            "bits) to the network alone (by default the grid stage places each pixel in its cell)")
     what = "R'G'B' channels" if planes == "rgb" else "Y'CbCr planes"
     p.add_argument("--truncated", type=truncation_value, metavar="SOURCE:BITS",
                    help=f"the source's {what} were cut from SOURCE to BITS bits by a bit shift (e.g. 10:8): "
@@ -153,7 +157,8 @@ def load_debander(args: argparse.Namespace, device: str | None = None):
     return Debander.load(args.weights, device, steps=args.steps, strength=args.strength,
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
                          bars=not args.restore_bars, guard=None if args.no_guard else Guard(),
-                         truncation=Truncation(*cut, args.truncation_planes) if cut else None)
+                         truncation=Truncation(*cut, args.truncation_planes) if cut else None,
+                         grid=not getattr(args, "no_grid", getattr(args, "truncation_planes", "rgb") != "rgb"))
 
 
 def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:

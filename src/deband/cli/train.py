@@ -25,6 +25,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_options(tr)
     tr.set_defaults(run=cmd_train)
+    st = sub.add_parser("train-stage", help="train a grid stage alone, the network frozen",
+                        epilog="examples:\n"
+                        "  deband train-stage --out runs/grid --config grid.json   a GridTrainConfig as JSON\n"
+                        "  deband train-stage --out runs/grid --resume             continue an interrupted run\n"
+                        "  deband train-stage --out runs/pl --config pl.json --init runs/grid/model.safetensors",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    st.add_argument("--out", type=Path, required=True, help="the run folder")
+    st.add_argument("--config", type=Path,
+                    help="a GridTrainConfig as JSON (its pack, space, steps...); not with --resume")
+    st.add_argument("--init", type=Path, help="the model whose network is frozen (default: the shipped one); "
+                    "a stage of the other space that it has is kept")
+    st.add_argument("--minutes", type=positive, help="stop, with a checkpoint, after this many minutes")
+    st.add_argument("--resume", action="store_true", help="go on from the run folder's checkpoint")
+    st.set_defaults(run=cmd_train_stage)
     mx = sub.add_parser("mix", help="interpolate two models' weights (a fine-tune and where it started)",
                         epilog="examples:\n"
                         "  deband mix start.safetensors tuned.safetensors --share 0.5 -o mixed.safetensors",
@@ -134,6 +148,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(train_config(args), args.out, args.resume, args.device, args.init, args.workers, args.minutes)
     except ConfigMismatchError as e:
         raise UsageError(f"{e}; pass a matching --config") from None
+    return 0
+
+
+def cmd_train_stage(args: argparse.Namespace) -> int:
+    import json
+
+    from deband.config import GridTrainConfig
+    from deband.training.grid import train
+
+    if args.resume == bool(args.config):
+        raise UsageError("deband train-stage: give --config for a new run, or --resume for one in --out")
+    if args.resume and not (args.out / "config.json").is_file():
+        raise UsageError(f"deband train-stage: {args.out} holds no run to resume")
+    cfg = GridTrainConfig()
+    if args.config:
+        try:
+            cfg = GridTrainConfig(**json.loads(args.config.read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise InputError(f"{args.config}: not a GridTrainConfig ({e})") from None
+        if cfg.space not in ("rgb", "planes"):
+            raise InputError(f"{args.config}: space must be 'rgb' or 'planes', not {cfg.space!r}")
+    train(args.out, cfg, args.init, args.minutes, args.resume)
     return 0
 
 

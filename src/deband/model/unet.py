@@ -29,6 +29,7 @@ from torch import nn
 from deband.config import ModelConfig
 from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
 from deband.model.blend import blend
+from deband.model.grid import GridStage
 
 
 def time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -98,6 +99,10 @@ class UNet(nn.Module):
         if self.chroma is not None:
             nn.init.zeros_(self.chroma.weight)
             nn.init.zeros_(self.chroma.bias)
+        # the grid stages: used after sampling, where a channel (or a Y'CbCr plane) sits on a
+        # coarse grid; forward does not use them
+        self.grid = GridStage(config.grid_width, c) if config.grid_width else None
+        self.planes = GridStage(config.planes_width, 3) if config.planes_width else None
         if config.refine:  # full resolution: sharpens the correction at band edges
             self.refine = nn.Sequential(
                 nn.Conv2d(2 * c, config.refine, 3, padding=1), nn.SiLU(), nn.Conv2d(config.refine, c, 3, padding=1)

@@ -22,6 +22,7 @@ from deband.restore.guard import Guard
 from deband.restore.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
+GRID_OVERLAP = 64  # pixels of overlap between the grid stage's tiles (its field is about 70 px)
 MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
 
 
@@ -98,20 +99,24 @@ def tiled(
 ) -> torch.Tensor:
     """Apply fn tile by tile and blend the overlaps; an identity fn returns x bit-exactly.
 
-    x (Tensor): shape (b, c, h, w). fn maps (b, c, th, tw) -> same shape. Tiles are placed
-    in raster order and each is blended into what is already there with out + a * (tile - out),
+    x (Tensor): shape (b, c, h, w). fn maps (b, c, th, tw) -> (b, c', th, tw) (c' = c as a
+    rule; tiled returns c' channels). Tiles are placed in raster order and each is blended
+    into what is already there with out + a * (tile - out),
     a ramping from 0 to 1 across the overlap with earlier tiles, so equal values stay exact.
     """
     if overlap * 2 >= tile:
         raise ValueError("tile must be more than twice the overlap")
-    _, _, h, w = x.shape
-    out = torch.empty_like(x)
+    b, _, h, w = x.shape
+    out = None  # shaped by the first tile: fn may change the number of channels
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
     done, total = 0, len(ys) * len(xs)
     for i, top in enumerate(ys):
         for j, left in enumerate(xs):
             th, tw = min(tile, h), min(tile, w)
-            patch = fn(x[:, :, top : top + th, left : left + tw]).to(out.dtype)
+            patch = fn(x[:, :, top : top + th, left : left + tw])
+            if out is None:
+                out = x.new_empty(b, patch.shape[1], h, w)
+            patch = patch.to(out.dtype)
             a = _ramp(th, overlap, i > 0)[:, None] * _ramp(tw, overlap, j > 0)[None, :]  # (th, tw)
             region = out[:, :, top : top + th, left : left + tw]
             if i == 0 and j == 0:
@@ -135,7 +140,9 @@ class Debander:
     `deband.restore.letterbox`); guard: the detail guard that bounds each pixel's change by
     what banding could have done to it (see `deband.restore.guard`; None restores without it);
     truncation: a source known to be cut by a bit shift, whose offset is added back before
-    restoring (see `Truncation`).
+    restoring (see `Truncation`); grid: where a channel's values sit on a coarse grid (a
+    re-quantised image), let the model's grid stage place each pixel within its cell (see
+    `deband.model.grid`; models without one restore as without it).
     """
 
     model: torch.nn.Module
@@ -149,6 +156,7 @@ class Debander:
     bars: bool = True
     guard: Guard | None = Guard()
     truncation: Truncation | None = None
+    grid: bool = True
 
     def __post_init__(self) -> None:
         check_sampling(self.steps, self.strength)
@@ -190,11 +198,46 @@ class Debander:
     @torch.inference_mode()
     def restore_batch(self, rgb: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """rgb (Tensor): shape (n, 3, h, w), range [0, 1], float32 (CPU). Returns the same shape."""
-        rgb = rgb.float() if self.truncation is None else self.truncation.undo(rgb.float())
+        raw = rgb.float()
+        rgb = raw if self.truncation is None else self.truncation.undo(raw)
         out = tiled(self._restore_tile, rgb, self.tile, self.overlap, on_tile)
-        if self.guard is not None:
-            out = self.guard(rgb, out)
-        return keep_bars(rgb, out) if self.bars else out
+        restored = self.guard(rgb, out) if self.guard is not None else out
+        stages = getattr(self.model, "grid", None), getattr(self.model, "planes", None)
+        if self.grid and stages != (None, None):
+            restored = self._on_grid(*stages, raw, rgb, restored)
+        return keep_bars(rgb, restored) if self.bars else restored
+
+    def _on_grid(self, channels, planes, raw, rgb, restored) -> torch.Tensor:
+        """`restored` (the network's output, guarded), where the delivered `raw` sits on a
+        coarse grid, placed within its cells from `rgb` and `restored` by the model's grid
+        stages (`deband.model.grid`): Y'CbCr planes by `planes`; R'G'B' channels by
+        `channels` at pixels where no plane is on a grid (a plane grid is the rarer find in
+        R'G'B' cut alone than a channel grid is in planes cut apart). (A truncated source's
+        `rgb` was raised by half a step: its cells start at its codes.)"""
+        guard = self.guard or Guard()
+        on_planes = torch.zeros_like(raw[:, :1], dtype=torch.bool)
+        if planes is not None:
+            half, level = guard.plane_grid(raw)
+            on_planes = half.amax(1, keepdim=True) > 0
+            if bool(on_planes.any()):
+                ycc = rgb_to_ycbcr(restored)
+                placed = self._place(planes, level + rgb_to_ycbcr(rgb) - rgb_to_ycbcr(raw), ycc, half)
+                placed = ycbcr_to_rgb(torch.where(half > 0, placed, ycc)).clamp(0, 1)
+                restored = torch.where(on_planes, placed, restored)
+        if channels is not None:
+            half = torch.where(on_planes, 0, guard.grid_bound(raw))
+            if bool(half.any()):
+                restored = torch.where(half > 0, self._place(channels, rgb, restored, half).clamp(0, 1), restored)
+        return restored
+
+    def _place(self, stage, x: torch.Tensor, out: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+        """stage(x, out, half), tile by tile on the restorer's device."""
+
+        def fn(p: torch.Tensor) -> torch.Tensor:
+            p = p.to(self.device)
+            return stage(p[:, :3], p[:, 3:6], p[:, 6:]).cpu()
+
+        return tiled(fn, torch.cat([x, out, half], dim=1), self.tile, GRID_OVERLAP)
 
     def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore one image.

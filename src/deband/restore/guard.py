@@ -24,7 +24,10 @@ tens of pixels wide, so it varies slowly). Two widenings, each found from the in
 
 - *the grid* (`grid`): a channel whose values over a window all sit on the levels of 4-7 bits
   (re-quantised R'G'B', as a 6-bit export leaves it, over texture as much as over
-  gradients) may move by half of that grid's step there: the most its rounding moved it;
+  gradients: the levels k * 255 / (2**bits - 1), or the multiples of 2**(8 - bits) codes)
+  may move by half of that grid's step there: the most its rounding moved it. The restorer
+  uses `grid_bound` by default through the model's grid stage (`deband.model.grid`), which
+  places each such pixel within its cell itself; the widening here is for models without one;
 - *chroma bands* (`chroma`): Cb and Cr, taken at half resolution (where R'G'B' rounding
   averages out and 4:2:0 chroma lives), are judged flat on their own, as above; where a
   plane is, its change may reach `step_share` of its own step even when the luma around it
@@ -66,11 +69,14 @@ class Guard:
     grid_share: float = 0.98  # share of a window's pixels on a grid for it to count
     grid_tolerance: float = 0.55 * CODE  # values this far inside a window's extremes lie between them
     grid_inner: float = 0.1  # share of a window's pixels that must lie strictly between its extremes
+    grid_levels: int = 3  # levels of a grid a window's values must span for it to count
     chroma: bool = False  # widen the bound of Cb/Cr where they are flat on their own
     chroma_flat_diff: float = 0.5 * CODE  # a half-resolution Cb/Cr difference under this is flat
     chroma_cap: float = 24 * CODE  # Cb/Cr band steps are taken as at most this
     chroma_grid_share: float = 0.85  # share of a window's Cb (or Cr) codes on a 4-7-bit grid for it to count
     chroma_grid_tolerance: float = 0.75  # 8-bit codes: Cb/Cr from rounded R'G'B' lie this close to their level
+    plane_share: float = 0.95  # share of a window's Y' (Cb, Cr) codes on a 4-6-bit grid for `plane_grid`
+    plane_levels: int = 3  # levels of that grid a window must span
 
     def __post_init__(self) -> None:
         if self.block < 1:
@@ -119,8 +125,8 @@ class Guard:
         half = self._half
         planes = x.reshape(n * c, 1, h, w)[:, :, ::2, ::2]  # (nc, 1, h/2, w/2)
         codes = (planes[:, 0] * 255).round_().clamp_(0, 255).long()  # (nc, h/2, w/2)
-        on = _grid_table(x.device, x.dtype)[codes].permute(0, 3, 1, 2)  # (nc, 4, h/2, w/2): on 7, 6, 5, 4 bits
-        share = self._around(on, half, F.avg_pool2d)  # (nc, 4, ...)
+        on = _grid_table(x.device, x.dtype)[codes].permute(0, 3, 1, 2)  # (nc, 8, h/2, w/2): 7, 6, 5, 4 bits
+        share = self._around(on, half, F.avg_pool2d)  # (nc, 8, ...)
         # a grid needs values between its window's extremes (two-level text and flat areas sit on every grid)
         lo, hi = self._extremes(planes, half)
         hh, ww = planes.shape[-2:]
@@ -129,7 +135,9 @@ class Guard:
         inner = self._around(inner.to(x.dtype), half, F.avg_pool2d)
         found = torch.zeros_like(inner)
         for i, bits in enumerate(GRID_BITS):  # finer first: a coarser grid found later overrides it
-            found = torch.where(share[:, i : i + 1] >= self.grid_share, 0.5 / (2**bits - 1), found)
+            on_grid = share[:, 2 * i : 2 * i + 2].amax(1, keepdim=True) >= self.grid_share  # either convention
+            spread = hi - lo >= (self.grid_levels - 1) / (2**bits - 1) - tol  # at least grid_levels of its levels
+            found = torch.where(on_grid & spread, 0.5 / (2**bits - 1), found)
         found = torch.where(inner >= self.grid_inner, found, torch.zeros_like(found))
         return _full(found, 2 * half, h, w).reshape(n, c, h, w)
 
@@ -148,17 +156,42 @@ class Guard:
         (steps of 16 ... 2 codes) that a plane sits on over the window around each block,
         with at least two of its levels there (0 where none). c: (m, 1, h, w) Cb or Cr values
         sampled on every other pixel; returns (m, 1, blocks high, blocks wide), in Cb/Cr units."""
+        return self._code_grid(c * 224 + 128, GRID_BITS) / 224
+
+    def _code_grid(
+        self, codes: torch.Tensor, bits: tuple[int, ...], share_min: float | None = None, levels: int = 2
+    ) -> torch.Tensor:
+        """Half the step, in codes, of the coarsest grid of `bits` (steps of 2**(8 - bits)
+        8-bit codes, finer first) that codes (m, 1, h, w), sampled on every other pixel, sit on
+        within `chroma_grid_tolerance` over the window around each tile of `_half`, with at
+        least two of its levels there; 0 where none. Returns (m, 1, tiles high, tiles wide)."""
         half = self._half
-        codes = c * 224 + 128  # 8-bit limited-range codes
         lo, hi = self._extremes(codes, half)
         found = torch.zeros_like(lo)
-        for bits in GRID_BITS:  # finer first: a coarser grid found later overrides it
-            q = 2.0 ** (8 - bits)
-            on = ((codes / q - (codes / q).round()).abs() * q < self.chroma_grid_tolerance).to(c.dtype)
+        for b in bits:  # finer first: a coarser grid found later overrides it
+            q = 2.0 ** (8 - b)
+            on = ((codes / q - (codes / q).round()).abs() * q < self.chroma_grid_tolerance).to(codes.dtype)
             share = self._around(on, half, F.avg_pool2d)
-            hit = (share >= self.chroma_grid_share) & (hi - lo >= q - self.chroma_grid_tolerance)
-            found = torch.where(hit, q / 2 / 224, found)
+            spread = hi - lo >= (levels - 1) * q - self.chroma_grid_tolerance
+            hit = (share >= (self.chroma_grid_share if share_min is None else share_min)) & spread
+            found = torch.where(hit, q / 2, found)
         return found
+
+    def plane_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the Y', Cb and Cr planes of x (BT.709, as limited-range 8-bit codes) sit on a
+        4-6-bit grid (planes stored at fewer bits, then shown as 8-bit R'G'B'): half its step
+        per plane and pixel (0 where none), and each pixel's plane values moved onto the
+        grid's nearest level there (as they are elsewhere), both in the units of
+        `rgb_to_ycbcr`. Found on every other pixel of every other row, as `grid_bound` does
+        (7 bits are not looked for: within the tolerance their levels hold most codes).
+        x: (n, 3, h, w); returns two (n, 3, h, w)."""
+        n, _, h, w = x.shape
+        scale = x.new_tensor(PLANE_SCALE)[:, None, None]
+        codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
+        found = self._code_grid(codes.reshape(3 * n, 1, *codes.shape[-2:]), PLANE_BITS, self.plane_share,
+                                self.plane_levels)
+        half = _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
+        return half, plane_levels(x, half) if bool(found.any()) else rgb_to_ycbcr(x)
 
     def __call__(self, x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         """restored, moved back to within the bounds of x. Both (n, c, h, w) on [0, 1], same
@@ -181,15 +214,32 @@ class Guard:
 
 
 GRID_BITS = (7, 6, 5, 4)  # the grids `Guard.grid_bound` looks for, finer first
+PLANE_BITS = (6, 5, 4)  # the grids `Guard.plane_grid` looks for, finer first
+PLANE_SCALE = (219.0, 224.0, 224.0)  # limited-range 8-bit codes of Y', Cb, Cr = value * scale + offset
+PLANE_OFFSET = (16.0, 128.0, 128.0)
+
+
+def plane_levels(x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """The Y'CbCr planes of x (n, 3, h, w) moved onto the nearest level of the grid whose half
+    step `half` (n, 3, h, w; `Guard.plane_grid`'s units) each pixel has; as they are where 0."""
+    scale = x.new_tensor(PLANE_SCALE)[:, None, None]
+    offset = x.new_tensor(PLANE_OFFSET)[:, None, None]
+    codes = rgb_to_ycbcr(x) * scale + offset
+    q = (2 * half * scale).round()  # whole codes: 4, 8, 16
+    return (torch.where(q > 0, (codes / q.clamp(min=1)).round() * q, codes) - offset) / scale
 
 
 def _grid_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(256, len(GRID_BITS)): 1 where 8-bit code i is the nearest code to a level of that grid."""
+    """(256, 2 * len(GRID_BITS)): 1 where 8-bit code i lies on a grid, two columns per entry
+    of GRID_BITS: the nearest codes to its levels (k * 255 / (2**bits - 1)), then the
+    multiples of its step in codes (2**(8 - bits), a bit shift of rounded codes; and 255,
+    where they clip). Each is tested alone: together they hold nearly every code."""
     codes = torch.arange(256, dtype=torch.float64)
     cols = []
     for bits in GRID_BITS:
         levels = 2**bits - 1
         cols.append(((codes * levels / 255).round() * 255 / levels).round() == codes)
+        cols.append((codes % 2 ** (8 - bits) == 0) | (codes == 255))
     return torch.stack(cols, dim=1).to(device, dtype)
 
 

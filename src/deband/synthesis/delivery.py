@@ -241,6 +241,46 @@ def random_colour_banding(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return quantise(y, 8)
 
 
+def grid_quantise(x: torch.Tensor, bits: tuple[int, int, int], convention: str = "scaled") -> torch.Tensor:
+    """R'G'B' re-quantised per channel to `bits` (4-8 each) and stored as 8-bit codes, as
+    an export at fewer bits per channel leaves it: "scaled", the nearest of 2**bits levels
+    spread over 0..255 (k * 255 / (2**bits - 1)); "shift", rounded 8-bit codes rounded to a
+    multiple of 2**(8 - bits) (a bit shift with rounding; 255 where it clips). x: (3, h, w)."""
+    out = []
+    for channel, b in zip(x, bits):
+        if convention == "scaled":
+            out.append(quantise(quantise(channel, b), 8))
+        elif convention == "shift":
+            q = 2.0 ** (8 - b)
+            out.append(((channel.clamp(0, 1) * 255).round() / q).round().mul(q).clamp(max=255) / 255)
+        else:
+            raise ValueError(f"unknown convention {convention!r}; expected 'scaled' or 'shift'")
+    return torch.stack(out)
+
+
+def random_grid_quantise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """x re-quantised per channel (`grid_quantise`): 4, 5, 6 or 7 bits (15/35/35/15 %), each
+    channel a bit apart from that a fifth of the time (as 5-6-5 colour does); "scaled" 70 %,
+    "shift" 30 %. x: (3, h, w); returns the same shape, on the 8-bit code grid."""
+    u = uniform(g, 0, 1)
+    bits = 4 if u < 0.15 else 5 if u < 0.5 else 6 if u < 0.85 else 7
+    per = [bits] * 3
+    if uniform(g, 0, 1) < 0.2:
+        per = [min(max(bits + randint(g, -1, 1), 4), 7) for _ in range(3)]
+    return grid_quantise(x, tuple(per), "scaled" if uniform(g, 0, 1) < 0.7 else "shift")
+
+
+def random_plane_quantise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """x stored as BT.709 Y'CbCr planes cut apart from a 10-bit master (`store_ycbcr`): Y' at
+    4-8 bits and Cb/Cr at 4-8 bits, at least one of them at 6 or fewer; 4:2:0 70 % (else
+    4:4:4); rounded 75 % (else truncated). Delivered as 8-bit R'G'B'. x: (3, h, w)."""
+    luma, chroma = randint(g, 4, 8), randint(g, 4, 8)
+    while min(luma, chroma) > 6:
+        luma, chroma = randint(g, 4, 8), randint(g, 4, 8)
+    mode = "round" if uniform(g, 0, 1) < 0.75 else "trunc"
+    return quantise(store_ycbcr(x, luma, chroma, 10, mode, "bt709", subsampled=uniform(g, 0, 1) < 0.7), 8)
+
+
 def _random_light_codec(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """x through x264 or x265 at CRF 16-28 (rates that keep what came before), when PyAV has one."""
     names = [c for c in ("libx264", "libx265") if encoders.available(c)]

@@ -1,0 +1,199 @@
+"""The grid stage: grids found in re-quantised images, each pixel kept in its cell, nothing
+changed where there is no grid, and its training resumable exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deband.cli import main
+from deband.config import GridTrainConfig
+from deband.data.pack import PackConfig, build_pack
+from deband.io.pixels import quantise, rgb_to_ycbcr
+from deband.model.checkpoint import load_model
+from deband.model.grid import GridStage
+from deband.model.unet import UNet
+from deband.restore.debander import Debander, tiled
+from deband.restore.guard import Guard
+from deband.synthesis.delivery import grid_quantise, random_grid_quantise
+from deband.training import grid as grid_training
+from helpers.corpora import make_corpus
+from helpers.models import randomised
+
+
+def textured(h: int = 96, w: int = 96, seed: int = 0) -> torch.Tensor:
+    """A clean (3, h, w) image: a gradient under fine texture, each channel its own."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0.1, 0.9, w)[None, None, :].expand(3, h, w)
+    return (ramp + 0.06 * torch.randn(3, h, w, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("convention", ["scaled", "shift"])
+@pytest.mark.parametrize("bits", [4, 5, 6, 7])
+def test_the_guard_finds_each_grid_and_its_half_step(bits, convention):
+    x = grid_quantise(textured(), (bits, bits, bits), convention)[None]
+    half = Guard().grid_bound(x)
+    step = 1 / (2**bits - 1) if convention == "scaled" else 2 ** (8 - bits) / 255
+    assert half.min() > 0
+    assert torch.equal(half, torch.full_like(half, 1 / (2 * (2**bits - 1))))  # reported as the scaled grid's
+    assert abs(float(half.mean()) - step / 2) < 0.035 * step  # within 7 % of either convention's half step
+
+
+def test_channels_on_different_grids_get_their_own_step():
+    x = grid_quantise(textured(), (5, 6, 5), "scaled")[None]
+    half = Guard().grid_bound(x).amax((2, 3))[0]
+    assert torch.allclose(half, torch.tensor([1 / 62, 1 / 126, 1 / 62]))
+
+
+def test_no_grid_in_8_bit_texture():
+    x = (textured() * 255).round()[None] / 255
+    assert float(Guard().grid_bound(x).max()) == 0
+
+
+def test_random_grid_quantise_lands_on_a_grid_the_guard_finds():
+    for seed in range(6):
+        x = random_grid_quantise(textured(seed=seed), torch.Generator().manual_seed(seed))
+        assert torch.equal(x, (x * 255).round() / 255)
+        assert float((Guard().grid_bound(x[None]) > 0).float().mean()) > 0.95
+
+
+def test_stage_keeps_every_pixel_in_its_cell_and_leaves_gridless_pixels():
+    torch.manual_seed(0)
+    stage = randomised(GridStage(8))
+    x = torch.rand(2, 3, 37, 50)
+    half = torch.where(torch.rand_like(x) < 0.5, torch.full_like(x, 2 / 255), torch.zeros_like(x))
+    y = stage(x, x + 0.05 * torch.randn_like(x), half)
+    assert y.shape == x.shape
+    assert ((y - x).abs() <= half + 1e-7).all()
+    assert torch.equal(y[half == 0], x[half == 0])
+    assert not torch.equal(y, x)
+    out = x + 0.01 * torch.randn_like(x)
+    kept = x + torch.minimum(torch.maximum(out - x, -half), half)
+    assert torch.allclose(GridStage(8)(x, out, half), kept, atol=0.02 * 2 / 255)  # untrained: out kept in its cell
+
+
+def test_tiled_may_change_the_channel_count():
+    x = torch.rand(1, 5, 70, 90)
+    y = tiled(lambda p: p[:, :2] * 2, x, 40, 8)
+    assert torch.allclose(y, x[:, :2] * 2)
+
+
+@pytest.fixture(scope="module")
+def staged_model() -> UNet:
+    base = load_model()
+    model = UNet(replace(base.config, grid_width=8))
+    model.load_state_dict(base.state_dict(), strict=False)
+    randomised(model.grid, seed=3)
+    return model
+
+
+def test_a_model_with_a_stage_restores_gridless_images_exactly_as_without(staged_model):
+    img = (textured(64, 80).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    with_stage = Debander(model=staged_model).restore(img)
+    without = Debander(model=load_model()).restore(img)
+    assert np.array_equal(with_stage, without)
+
+
+def test_on_a_grid_the_stage_places_pixels_within_their_cells(staged_model):
+    clean = textured(64, 80)
+    x = grid_quantise(clean, (5, 5, 5), "scaled")
+    img = x.permute(1, 2, 0).numpy()
+    placed = Debander(model=staged_model).restore(img)
+    plain = Debander(model=staged_model, grid=False).restore(img)
+    assert np.abs(placed - img).max() <= 1 / 62 + 1e-6
+    assert not np.array_equal(placed, plain)
+
+
+def test_training_writes_a_model_and_resumes_exactly(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", sizes=((140, 150), (150, 140), (160, 160)))
+    build_pack(corpus, tmp_path / "pack.npz", PackConfig(size=64, n=6, candidates=2))
+    cfg = GridTrainConfig(pack=str(tmp_path / "pack.npz"), variants=1, val_crops=2, width=8, patch=32,
+                          batch=2, steps=6, warmup=2, val_every=3)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.__dict__))
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert main(["train-stage", "--out", str(whole), "--config", str(tmp_path / "cfg.json")]) == 0
+    grid_training.train(halves, cfg, None, None, False, until=3)  # stopped half way
+    assert main(["train-stage", "--out", str(halves), "--resume"]) == 0
+    a, b = torch.load(whole / "state.pt"), torch.load(halves / "state.pt")
+    assert a["step"] == b["step"] == 6
+    assert all(torch.equal(a["stage"][k], b["stage"][k]) for k in a["stage"])
+    model = load_model(whole / "model.safetensors")
+    assert model.grid is not None and model.config.grid_width == 8
+    log = (whole / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss") and len(log) == 3  # header, step 3 and step 6 (validations)
+
+
+def test_a_planes_stage_trains_beside_a_channels_stage(tmp_path, staged_model):
+    from deband.model.checkpoint import save_weights
+
+    corpus = make_corpus(tmp_path / "corpus", sizes=((140, 150), (150, 140)))
+    build_pack(corpus, tmp_path / "pack.npz", PackConfig(size=64, n=4, candidates=2))
+    save_weights(staged_model, tmp_path / "start.safetensors")
+    cfg = GridTrainConfig(pack=str(tmp_path / "pack.npz"), space="planes", variants=1, val_crops=1, width=8,
+                          patch=32, batch=2, steps=2, warmup=1, val_every=2)
+    grid_training.train(tmp_path / "run", cfg, tmp_path / "start.safetensors", None, False)
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    assert model.config.planes_width == 8 and model.config.grid_width == 8
+    assert all(torch.equal(a, b) for a, b in zip(model.grid.parameters(), staged_model.grid.parameters()))
+    row = (tmp_path / "run" / "log.csv").read_text().splitlines()[-1].split(",")
+    assert all(v != "" for v in row)  # the validation ran
+    planes = load_model(tmp_path / "run" / "model.safetensors").planes.state_dict()
+    grid_training.train(tmp_path / "run", cfg, None, None, True)  # finished: rewritten on the shipped network alone
+    alone = load_model(tmp_path / "run" / "model.safetensors")
+    assert alone.grid is None and all(torch.equal(planes[k], v) for k, v in alone.planes.state_dict().items())
+
+
+@pytest.mark.parametrize("luma, chroma", [(6, 5), (5, 8), (8, 4)])
+def test_the_guard_finds_planes_stored_at_fewer_bits(luma, chroma):
+    from deband.synthesis.delivery import store_ycbcr
+
+    clean = textured(96, 96)
+    x = quantise(store_ycbcr(clean, luma, chroma, 10, "round", subsampled=False), 8)[None]
+    half, level = Guard().plane_grid(x)
+    for plane, bits, scale in ((0, luma, 219), (1, chroma, 224), (2, chroma, 224)):
+        found = half[0, plane] > 0
+        if bits > 6:
+            assert not found.any()
+            continue
+        assert found.float().mean() > 0.9
+        assert torch.allclose(half[0, plane][found], torch.tensor(2.0 ** (8 - bits) / 2 / scale))
+    codes = (level[0, 0] * 219 + 16)[half[0, 0] > 0]
+    assert torch.allclose(codes / 2 ** (8 - luma), (codes / 2 ** (8 - luma)).round(), atol=1e-4)  # on the grid
+
+
+def test_no_plane_grid_in_8_bit_texture():
+    x = (textured() * 255).round()[None] / 255
+    half, level = Guard().plane_grid(x)
+    assert float(half.max()) == 0
+    assert torch.allclose(level, rgb_to_ycbcr(x), atol=1e-6)
+
+
+def test_a_planes_stage_keeps_each_plane_in_its_cell():
+    from deband.synthesis.delivery import store_ycbcr
+
+    base = load_model()
+    model = UNet(replace(base.config, planes_width=8))
+    model.load_state_dict(base.state_dict(), strict=False)
+    randomised(model.planes, seed=5)
+    x = quantise(store_ycbcr(textured(64, 80), 5, 5, 10, "round", subsampled=False), 8)
+    img = x.permute(1, 2, 0).numpy()
+    placed = torch.from_numpy(Debander(model=model).restore(img)).permute(2, 0, 1)[None]
+    half, level = Guard().plane_grid(x[None])
+    moved = rgb_to_ycbcr(placed) - level
+    inside = (half > 0) & (placed > 0).all(1, keepdim=True) & (placed < 1).all(1, keepdim=True)  # unclipped
+    assert inside.float().mean() > 0.5
+    assert ((moved.abs() <= half + 1e-4) | ~inside).all()
+
+
+def test_committed_stage_configs_are_grid_train_configs():
+    history = sorted((Path(__file__).parents[1] / "docs" / "model-history").glob("*config.json"))
+    stages = [p for p in history if p.name.startswith(("grid", "planes"))]
+    assert stages
+    for path in stages:
+        cfg = GridTrainConfig(**json.loads(path.read_text()))
+        assert cfg.space in ("rgb", "planes") and cfg.steps > 0
