@@ -132,8 +132,8 @@ def split(src: Path, dst: Path) -> None:
     else:  # the model code before the blend had a module of its own, to measure it the same way
         deband.model.unet.UNet._blend = clocked(deband.model.unet.UNet._blend, "blends")
     debander._denoiser = clocked(debander._denoiser, "network calls")
-    if getattr(debander, "guard", None) is not None:
-        debander.guard = clocked(debander.guard, "guard")
+    if getattr(debander, "guard", None) is not None:  # on the class: the grid stages use the guard's other methods
+        type(debander.guard).__call__ = clocked(type(debander.guard).__call__, "guard")
     if hasattr(debander, "_on_grid"):  # the grid stages, where the model has them and a grid is found
         debander._on_grid = clocked(debander._on_grid, "grid")
     opts = ImageOptions()

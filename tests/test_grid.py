@@ -83,11 +83,19 @@ def test_tiled_may_change_the_channel_count():
     assert torch.allclose(y, x[:, :2] * 2)
 
 
+def network(**stages: int) -> UNet:
+    """The shipped U-Net with fresh stages of the given widths (grid_width, planes_width; none by default)."""
+    base = load_model()
+    model = UNet(replace(base.config, **({"grid_width": 0, "planes_width": 0} | stages)))
+    kept = {k: v for k, v in base.state_dict().items() if not k.startswith(("grid.", "planes."))}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith(("grid.", "planes.")) for k in missing)
+    return model
+
+
 @pytest.fixture(scope="module")
 def staged_model() -> UNet:
-    base = load_model()
-    model = UNet(replace(base.config, grid_width=8))
-    model.load_state_dict(base.state_dict(), strict=False)
+    model = network(grid_width=8)
     randomised(model.grid, seed=3)
     return model
 
@@ -95,7 +103,7 @@ def staged_model() -> UNet:
 def test_a_model_with_a_stage_restores_gridless_images_exactly_as_without(staged_model):
     img = (textured(64, 80).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     with_stage = Debander(model=staged_model).restore(img)
-    without = Debander(model=load_model()).restore(img)
+    without = Debander(model=network()).restore(img)
     assert np.array_equal(with_stage, without)
 
 
@@ -143,9 +151,13 @@ def test_a_planes_stage_trains_beside_a_channels_stage(tmp_path, staged_model):
     row = (tmp_path / "run" / "log.csv").read_text().splitlines()[-1].split(",")
     assert all(v != "" for v in row)  # the validation ran
     planes = load_model(tmp_path / "run" / "model.safetensors").planes.state_dict()
-    grid_training.train(tmp_path / "run", cfg, None, None, True)  # finished: rewritten on the shipped network alone
-    alone = load_model(tmp_path / "run" / "model.safetensors")
-    assert alone.grid is None and all(torch.equal(planes[k], v) for k, v in alone.planes.state_dict().items())
+    grid_training.train(tmp_path / "run", cfg, None, None, True)  # finished: rewritten on the shipped model
+    again = load_model(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(planes[k], v) for k, v in again.planes.state_dict().items())
+    shipped = load_model()
+    assert (again.grid is None) == (shipped.grid is None)  # the shipped model's channel stage, if it has one
+    if shipped.grid is not None:
+        assert all(torch.equal(a, b) for a, b in zip(again.grid.parameters(), shipped.grid.parameters()))
 
 
 @pytest.mark.parametrize("luma, chroma", [(6, 5), (5, 8), (8, 4)])
@@ -176,9 +188,7 @@ def test_no_plane_grid_in_8_bit_texture():
 def test_a_planes_stage_keeps_each_plane_in_its_cell():
     from deband.synthesis.delivery import store_ycbcr
 
-    base = load_model()
-    model = UNet(replace(base.config, planes_width=8))
-    model.load_state_dict(base.state_dict(), strict=False)
+    model = network(planes_width=8)
     randomised(model.planes, seed=5)
     x = quantise(store_ycbcr(textured(64, 80), 5, 5, 10, "round", subsampled=False), 8)
     img = x.permute(1, 2, 0).numpy()
@@ -197,3 +207,66 @@ def test_committed_stage_configs_are_grid_train_configs():
     for path in stages:
         cfg = GridTrainConfig(**json.loads(path.read_text()))
         assert cfg.space in ("rgb", "planes") and cfg.steps > 0
+
+
+def test_no_plane_grid_in_a_flat_plane_with_a_few_outliers():
+    # a grey wall (Cb = Cr = 128, on every grid) with a few coloured pixels spanning several levels
+    g = torch.Generator().manual_seed(3)
+    x = torch.full((1, 3, 96, 96), 0.5)
+    spots = torch.rand(1, 1, 96, 96, generator=g) < 0.04
+    x = torch.where(spots, torch.tensor([0.9, 0.2, 0.4])[None, :, None, None], x)
+    half, _ = Guard().plane_grid(x)
+    assert float(half.max()) == 0
+
+
+def test_a_grid_cell_is_used_only_where_it_is_wider_than_the_guard():
+    guard = Guard()
+    banded = grid_quantise(torch.linspace(0.1, 0.6, 256)[None, None, :].expand(3, 64, 256), (6, 6, 6), "scaled")
+    rough = grid_quantise(textured(64, 256), (6, 6, 6), "scaled")
+    for x, kept in ((banded, False), (rough, True)):
+        half = guard.grid_bound(x[None])
+        assert float((half > 0).float().mean()) > 0.9  # a grid found in both
+        wider = guard.wider(x[None], half)
+        assert bool((wider > 0).float().mean() > 0.9) == kept  # smooth bands: the guard's own bound is wider
+
+
+def test_a_clean_share_leaves_examples_at_8_bits(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", sizes=((140, 150), (150, 140)))
+    build_pack(corpus, tmp_path / "pack.npz", PackConfig(size=64, n=3, candidates=2))
+    from deband.data.pack import Pack
+
+    cfg = GridTrainConfig(pack=str(tmp_path / "pack.npz"), variants=2, clean_share=1.0, width=8)
+    pack = Pack(cfg.pack)
+    ex = grid_training.make_examples(pack, network(), cfg)
+    for row, i in enumerate(ex["index"].tolist()):
+        assert torch.equal(ex["x"][row], (pack.crop(i) * 255).round().to(torch.uint8))
+
+
+def test_the_channel_stage_leaves_7_bit_grids_to_the_restorer(staged_model):
+    x = grid_quantise(textured(64, 80), (7, 7, 7), "scaled")
+    assert float(Guard().grid_bound(x[None]).min()) > 0  # found
+    img = x.permute(1, 2, 0).numpy()
+    placed = Debander(model=staged_model).restore(img)
+    plain = Debander(model=staged_model, grid=False).restore(img)
+    assert np.array_equal(placed, plain)
+
+
+def test_stages_act_only_where_the_restored_image_is_textured():
+    from deband.restore.debander import textured as where_textured
+
+    half = torch.full((1, 3, 64, 96), 2 / 255)
+    ramp = torch.linspace(0.2, 0.4, 96)[None, None, None, :].expand(1, 3, 64, 96)
+    assert float(where_textured(ramp, half).max()) == 0  # a smooth restored ramp: the restorer's output stands
+    assert torch.equal(where_textured(textured(64, 96)[None], half), half)
+    bumpy = ramp + 0.2 * half * torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    assert 0 < float((where_textured(bumpy, half) > 0).float().mean()) < 1  # about the threshold: some tiles
+
+
+def test_a_staged_model_leaves_a_smooth_6_bit_ramp_to_the_restorer(staged_model):
+    ramp = torch.linspace(0.3, 0.45, 256)[None, None, :].expand(3, 64, 256)  # bands of 27 px
+    x = grid_quantise(ramp, (6, 6, 6), "scaled")
+    assert float((Guard().grid_bound(x[None]) > 0).float().mean()) > 0.9  # its grid is found
+    img = x.permute(1, 2, 0).numpy()
+    placed = Debander(model=staged_model).restore(img)
+    plain = Debander(model=staged_model, grid=False).restore(img)
+    assert np.array_equal(placed, plain)

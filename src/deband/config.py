@@ -103,6 +103,7 @@ class GridTrainConfig:
     pack: str = ""  # a training pack (`deband corpus pack`) of clean real crops
     space: str = "rgb"  # "rgb": channels re-quantised alone; "planes": Y'CbCr planes (`ModelConfig.planes_width`)
     variants: int = 2  # grid-quantised versions of each crop (`delivery.random_grid_quantise`)
+    clean_share: float = 0.0  # share of those versions left at 8 bits (any grid found there is false)
     val_crops: int = 24  # the pack's last crops, kept for validation
     width: int = 32  # the stage's width (`ModelConfig.grid_width`)
     patch: int = 128  # training patch side in pixels

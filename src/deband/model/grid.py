@@ -11,7 +11,7 @@ value by `tanh(.)` of half a step: never out of its cell, the input itself where
 found (half step 0). It starts from the restorer's output clamped to the cell (tanh's
 argument holds atanh of that change) and learns what to add. The grids are found by
 `Guard.grid_bound` (R'G'B' channels) and `Guard.plane_grid` (Y'CbCr planes), from the input
-alone.
+alone (the channel stage on grids of 6 bits or coarser: `Debander`'s `STAGE_BITS`).
 
 Their weights live beside the U-Net's in the same file (`ModelConfig.grid_width`,
 `planes_width`); each is trained alone, on quantised real images, the U-Net frozen

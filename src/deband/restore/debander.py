@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from deband.config import DEFAULT_STEPS
 from deband.errors import ResourceError, SettingError
@@ -22,6 +23,12 @@ from deband.restore.guard import Guard
 from deband.restore.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
+STAGE_BITS = 6  # the channel stage places values on grids of this many bits or fewer: a 7-bit
+# grid (every other code) is the one smooth areas quantised another way (Y'CbCr planes, or a
+# coarser grid over few levels) fall on by chance, and there the restorer's output is better
+STAGE_HALF = 0.5 / (2**STAGE_BITS - 1) - 1e-6  # its half step on [0, 1]
+STAGE_TEXTURE = 0.2  # `textured`: the restored image's local high-pass RMS, as a share of the half step
+TEXTURE_TILE = 16  # pixels: `textured` measures over tiles of this side
 GRID_OVERLAP = 64  # pixels of overlap between the grid stage's tiles (its field is about 70 px)
 MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
 
@@ -212,20 +219,24 @@ class Debander:
         coarse grid, placed within its cells from `rgb` and `restored` by the model's grid
         stages (`deband.model.grid`): Y'CbCr planes by `planes`; R'G'B' channels by
         `channels` at pixels where no plane is on a grid (a plane grid is the rarer find in
-        R'G'B' cut alone than a channel grid is in planes cut apart). (A truncated source's
+        R'G'B' cut alone than a channel grid is in planes cut apart) and on grids of
+        `STAGE_BITS` bits or coarser; each only where the restored image is `textured`.
+        (A truncated source's
         `rgb` was raised by half a step: its cells start at its codes.)"""
         guard = self.guard or Guard()
         on_planes = torch.zeros_like(raw[:, :1], dtype=torch.bool)
         if planes is not None:
             half, level = guard.plane_grid(raw)
+            ycc = rgb_to_ycbcr(restored)
+            half = textured(ycc, half)
             on_planes = half.amax(1, keepdim=True) > 0
             if bool(on_planes.any()):
-                ycc = rgb_to_ycbcr(restored)
                 placed = self._place(planes, level + rgb_to_ycbcr(rgb) - rgb_to_ycbcr(raw), ycc, half)
                 placed = ycbcr_to_rgb(torch.where(half > 0, placed, ycc)).clamp(0, 1)
                 restored = torch.where(on_planes, placed, restored)
         if channels is not None:
-            half = torch.where(on_planes, 0, guard.grid_bound(raw))
+            half = guard.grid_bound(raw)
+            half = textured(restored, torch.where(on_planes | (half < STAGE_HALF), 0, half))
             if bool(half.any()):
                 restored = torch.where(half > 0, self._place(channels, rgb, restored, half).clamp(0, 1), restored)
         return restored
@@ -259,6 +270,23 @@ class Debander:
         if alpha.shape[2]:
             res = np.concatenate([res, alpha], axis=2)
         return res[..., 0] if squeeze else np.ascontiguousarray(res)
+
+
+def textured(restored: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """half (n, c, h, w: a grid's half step per channel or plane) where `restored` (the same
+    shape, in the same channels or planes) is textured at that step's scale: the RMS of its
+    high-pass (itself minus its 5 x 5 mean) over each tile of `TEXTURE_TILE` px is at least
+    `STAGE_TEXTURE` of the half step; 0 elsewhere. Over smooth gradients the restorer has
+    dissolved the steps, and keeping each value in its cell there would cut the ramps back
+    into steps (more banding by CAMBI, even where PSNR rises); over texture the restorer
+    barely moves values, and the cell is what a grid stage knows."""
+    if not bool(half.any()):
+        return half
+    h, w = restored.shape[-2:]
+    high = restored - F.avg_pool2d(F.pad(restored, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    rms = F.avg_pool2d(high.square(), TEXTURE_TILE, ceil_mode=True).sqrt()
+    rms = F.interpolate(rms, scale_factor=float(TEXTURE_TILE), mode="nearest")[..., :h, :w]
+    return torch.where(rms >= STAGE_TEXTURE * half, half, torch.zeros_like(half))
 
 
 def keep_freed_memory() -> bool:

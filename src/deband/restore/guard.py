@@ -129,10 +129,8 @@ class Guard:
         share = self._around(on, half, F.avg_pool2d)  # (nc, 8, ...)
         # a grid needs values between its window's extremes (two-level text and flat areas sit on every grid)
         lo, hi = self._extremes(planes, half)
-        hh, ww = planes.shape[-2:]
         tol = self.grid_tolerance
-        inner = (planes > _full(lo, half, hh, ww) + tol) & (planes < _full(hi, half, hh, ww) - tol)
-        inner = self._around(inner.to(x.dtype), half, F.avg_pool2d)
+        inner = self._inner(planes, lo, hi, tol)
         found = torch.zeros_like(inner)
         for i, bits in enumerate(GRID_BITS):  # finer first: a coarser grid found later overrides it
             on_grid = share[:, 2 * i : 2 * i + 2].amax(1, keepdim=True) >= self.grid_share  # either convention
@@ -159,12 +157,14 @@ class Guard:
         return self._code_grid(c * 224 + 128, GRID_BITS) / 224
 
     def _code_grid(
-        self, codes: torch.Tensor, bits: tuple[int, ...], share_min: float | None = None, levels: int = 2
+        self, codes: torch.Tensor, bits: tuple[int, ...], share_min: float | None = None, levels: int = 2,
+        inner: bool = False,
     ) -> torch.Tensor:
         """Half the step, in codes, of the coarsest grid of `bits` (steps of 2**(8 - bits)
         8-bit codes, finer first) that codes (m, 1, h, w), sampled on every other pixel, sit on
         within `chroma_grid_tolerance` over the window around each tile of `_half`, with at
-        least two of its levels there; 0 where none. Returns (m, 1, tiles high, tiles wide)."""
+        least `levels` of its levels there (and, with `inner`, `grid_inner` of the values
+        strictly between the window's extremes); 0 where none. Returns (m, 1, tiles high, tiles wide)."""
         half = self._half
         lo, hi = self._extremes(codes, half)
         found = torch.zeros_like(lo)
@@ -175,7 +175,18 @@ class Guard:
             spread = hi - lo >= (levels - 1) * q - self.chroma_grid_tolerance
             hit = (share >= (self.chroma_grid_share if share_min is None else share_min)) & spread
             found = torch.where(hit, q / 2, found)
+        if inner:  # values between the extremes too: a flat plane with a few outliers sits on every grid
+            share = self._inner(codes, lo, hi, self.chroma_grid_tolerance)
+            found = torch.where(share >= self.grid_inner, found, torch.zeros_like(found))
         return found
+
+    def _inner(self, a: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, tol: float) -> torch.Tensor:
+        """The share of a's values (m, 1, h, w) more than `tol` inside the extremes lo and hi
+        (`_extremes` over tiles of `_half`) of the window around each tile."""
+        h, w = a.shape[-2:]
+        half = self._half
+        between = (a > _full(lo, half, h, w) + tol) & (a < _full(hi, half, h, w) - tol)
+        return self._around(between.to(a.dtype), half, F.avg_pool2d)
 
     def plane_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Where the Y', Cb and Cr planes of x (BT.709, as limited-range 8-bit codes) sit on a
@@ -189,9 +200,17 @@ class Guard:
         scale = x.new_tensor(PLANE_SCALE)[:, None, None]
         codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
         found = self._code_grid(codes.reshape(3 * n, 1, *codes.shape[-2:]), PLANE_BITS, self.plane_share,
-                                self.plane_levels)
+                                self.plane_levels, inner=True)
         half = _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
         return half, plane_levels(x, half) if bool(found.any()) else rgb_to_ycbcr(x)
+
+    def wider(self, x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+        """half (n, c, h, w: a grid's half step, per channel or plane, found in x) where it is
+        wider than `bound(x)`, 0 elsewhere: texture, where the guard's bound is a fraction of
+        the grid's cell and what a grid stage learns matters most (its training examples are
+        scored there, `deband.training.grid`). In bands the guard already lets the restorer
+        move about as far, and a stage starts from the restorer's output."""
+        return torch.where(half > self.bound(x), half, torch.zeros_like(half))
 
     def __call__(self, x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         """restored, moved back to within the bounds of x. Both (n, c, h, w) on [0, 1], same

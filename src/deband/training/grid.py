@@ -4,9 +4,12 @@
 re-quantised alone, or "planes" (`ModelConfig.planes_width`), for Y'CbCr planes stored at
 fewer bits. Examples are made once per run and kept in the run folder: each clean crop of a
 training pack, quantised `variants` times (`delivery.random_grid_quantise` or
-`random_plane_quantise`), with the frozen restorer's output on it (the default sampling and
-detail guard, on whole 512 px crops so wide bands have their context), which the stage
-starts from, and the grid the guard finds in it. Steps then cost only the small stage. The
+`random_plane_quantise`; a `clean_share` of them left at 8 bits, where a grid found is false
+and the target is the input itself), with the frozen restorer's output on it (the default
+sampling and detail guard, on whole 512 px crops so wide bands have their context), which the
+stage starts from, and the grid the guard finds in it where its cell is wider than the
+guard's bound (`Guard.wider`: texture; the loss and the validation count those pixels, though
+the restorer uses a stage on every grid it finds). Steps then cost only the small stage. The
 pack's last `val_crops` crops are never trained on: the validation scores them whole.
 
     deband train-stage --out RUN --config CONFIG.json --init default.safetensors [--minutes M] [--resume]
@@ -58,7 +61,10 @@ def make_examples(pack: Pack, model: UNet, cfg: GridTrainConfig) -> dict[str, to
         clean = pack.crop(i)
         for v in range(cfg.variants):
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i * 101 + v)
-            x = degrade(clean, g)[None]
+            if torch.rand((), generator=g) < cfg.clean_share:  # delivered at 8 bits: any grid found is false
+                x = (clean[None] * 255).round() / 255
+            else:
+                x = degrade(clean, g)[None]
             row = i * cfg.variants + v
             ex["x"][row] = (x[0] * 255).round().to(torch.uint8)
             ex["out"][row] = debander.restore_batch(x)[0].half()
@@ -86,7 +92,8 @@ def batch(ex: dict[str, torch.Tensor], train: torch.Tensor, cfg: GridTrainConfig
 
 
 DEGRADE = {"rgb": random_grid_quantise, "planes": random_plane_quantise}
-FIND = {"rgb": lambda guard, x: guard.grid_bound(x), "planes": lambda guard, x: guard.plane_grid(x)[0]}
+FIND = {"rgb": lambda guard, x: guard.wider(x, guard.grid_bound(x)),  # where the restorer places them (`Debander`)
+        "planes": lambda guard, x: guard.wider(x, guard.plane_grid(x)[0])}
 
 
 def stage_inputs(space: str, x: torch.Tensor, out: torch.Tensor, half: torch.Tensor):
