@@ -220,9 +220,8 @@ class Debander:
         stages (`deband.model.grid`): Y'CbCr planes by `planes`; R'G'B' channels by
         `channels` at pixels where no plane is on a grid (a plane grid is the rarer find in
         R'G'B' cut alone than a channel grid is in planes cut apart) and on grids of
-        `STAGE_BITS` bits or coarser; each only where the restored image is `textured`.
-        (A truncated source's
-        `rgb` was raised by half a step: its cells start at its codes.)"""
+        `STAGE_BITS` bits or coarser; each only where the restored image is `textured`. (A
+        truncated source's `rgb` was raised by half a step: its cells start at its codes.)"""
         guard = self.guard or Guard()
         on_planes = torch.zeros_like(raw[:, :1], dtype=torch.bool)
         if planes is not None:

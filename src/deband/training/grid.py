@@ -61,7 +61,7 @@ def make_examples(pack: Pack, model: UNet, cfg: GridTrainConfig) -> dict[str, to
         clean = pack.crop(i)
         for v in range(cfg.variants):
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i * 101 + v)
-            if torch.rand((), generator=g) < cfg.clean_share:  # delivered at 8 bits: any grid found is false
+            if cfg.clean_share > 0 and torch.rand((), generator=g) < cfg.clean_share:  # at 8 bits: a grid is false
                 x = (clean[None] * 255).round() / 255
             else:
                 x = degrade(clean, g)[None]
@@ -92,7 +92,7 @@ def batch(ex: dict[str, torch.Tensor], train: torch.Tensor, cfg: GridTrainConfig
 
 
 DEGRADE = {"rgb": random_grid_quantise, "planes": random_plane_quantise}
-FIND = {"rgb": lambda guard, x: guard.wider(x, guard.grid_bound(x)),  # where the restorer places them (`Debander`)
+FIND = {"rgb": lambda guard, x: guard.wider(x, guard.grid_bound(x)),  # texture: where what a stage learns matters
         "planes": lambda guard, x: guard.wider(x, guard.plane_grid(x)[0])}
 
 
