@@ -190,8 +190,11 @@ for case, tags in {"untagged": {}, "709 full": {"_Matrix": 1, "_Range": 1}, "202
 
 core.num_threads = 4
 clip = random_clip(vs.RGBS, lo=0.0, hi=1.0, length=24)
-watched = Watched()
-outs = list(deband(clip, debander=watched).frames())
+for attempt in range(5):  # on a busy 2-core machine one worker may take every frame: then again
+    watched = Watched()
+    outs = list(deband(clip, debander=watched).frames())
+    if len(watched.threads) > 1:
+        break
 ok = all(np.allclose(np.stack(planes(o)), 0.5 * np.stack(planes(clip.get_frame(n))), atol=1e-6)
          for n, o in enumerate(outs))
 calls = set()
