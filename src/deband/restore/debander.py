@@ -19,7 +19,7 @@ from deband.errors import ResourceError, SettingError
 from deband.io.pixels import from_codes, levels, peak, rgb_to_ycbcr, ycbcr_to_rgb
 from deband.model.checkpoint import load_model
 from deband.model.indi import sample
-from deband.restore.guard import Guard
+from deband.restore.guard import Guard, _blocks, _full
 from deband.restore.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
@@ -281,10 +281,8 @@ def textured(restored: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     barely moves values, and the cell is what a grid stage knows."""
     if not bool(half.any()):
         return half
-    h, w = restored.shape[-2:]
     high = restored - F.avg_pool2d(F.pad(restored, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
-    rms = F.avg_pool2d(high.square(), TEXTURE_TILE, ceil_mode=True).sqrt()
-    rms = F.interpolate(rms, scale_factor=float(TEXTURE_TILE), mode="nearest")[..., :h, :w]
+    rms = _full(_blocks(high.square(), TEXTURE_TILE, F.avg_pool2d).sqrt(), TEXTURE_TILE, *restored.shape[-2:])
     return torch.where(rms >= STAGE_TEXTURE * half, half, torch.zeros_like(half))
 
 
