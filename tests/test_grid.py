@@ -19,7 +19,7 @@ from deband.model.checkpoint import load_model
 from deband.model.grid import GridStage
 from deband.model.unet import UNet
 from deband.restore.debander import Debander, tiled
-from deband.restore.guard import Guard
+from deband.restore.guard import Guard, plane_levels
 from deband.synthesis.delivery import grid_quantise, random_grid_quantise
 from deband.training import grid as grid_training
 from helpers.corpora import make_corpus
@@ -166,7 +166,8 @@ def test_the_guard_finds_planes_stored_at_fewer_bits(luma, chroma):
 
     clean = textured(96, 96)
     x = quantise(store_ycbcr(clean, luma, chroma, 10, "round", subsampled=False), 8)[None]
-    half, level = Guard().plane_grid(x)
+    half = Guard().plane_grid(x)
+    level = plane_levels(x, half)
     for plane, bits, scale in ((0, luma, 219), (1, chroma, 224), (2, chroma, 224)):
         found = half[0, plane] > 0
         if bits > 6:
@@ -180,7 +181,8 @@ def test_the_guard_finds_planes_stored_at_fewer_bits(luma, chroma):
 
 def test_no_plane_grid_in_8_bit_texture():
     x = (textured() * 255).round()[None] / 255
-    half, level = Guard().plane_grid(x)
+    half = Guard().plane_grid(x)
+    level = plane_levels(x, half)
     assert float(half.max()) == 0
     assert torch.allclose(level, rgb_to_ycbcr(x), atol=1e-6)
 
@@ -193,7 +195,8 @@ def test_a_planes_stage_keeps_each_plane_in_its_cell():
     x = quantise(store_ycbcr(textured(64, 80), 5, 5, 10, "round", subsampled=False), 8)
     img = x.permute(1, 2, 0).numpy()
     placed = torch.from_numpy(Debander(model=model).restore(img)).permute(2, 0, 1)[None]
-    half, level = Guard().plane_grid(x[None])
+    half = Guard().plane_grid(x[None])
+    level = plane_levels(x[None], half)
     moved = rgb_to_ycbcr(placed) - level
     inside = (half > 0) & (placed > 0).all(1, keepdim=True) & (placed < 1).all(1, keepdim=True)  # unclipped
     assert inside.float().mean() > 0.5
@@ -215,7 +218,7 @@ def test_no_plane_grid_in_a_flat_plane_with_a_few_outliers():
     x = torch.full((1, 3, 96, 96), 0.5)
     spots = torch.rand(1, 1, 96, 96, generator=g) < 0.04
     x = torch.where(spots, torch.tensor([0.9, 0.2, 0.4])[None, :, None, None], x)
-    half, _ = Guard().plane_grid(x)
+    half = Guard().plane_grid(x)
     assert float(half.max()) == 0
 
 
@@ -270,3 +273,53 @@ def test_a_staged_model_leaves_a_smooth_6_bit_ramp_to_the_restorer(staged_model)
     placed = Debander(model=staged_model).restore(img)
     plain = Debander(model=staged_model, grid=False).restore(img)
     assert np.array_equal(placed, plain)
+
+
+def test_stages_run_around_the_grids_found_as_over_the_whole_image(monkeypatch):
+    """A 5-bit R'G'B' patch and a Y'CbCr patch stored at 5 bits, across core borders, in 8-bit
+    texture: `textured` and the stages run in windows around them, and give what one pass
+    over the whole image gives."""
+    from deband.restore import debander
+    from deband.synthesis.delivery import store_ycbcr
+
+    model = network(grid_width=8, planes_width=8)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # weights large enough that the whole field matters: a window cut short shows
+        for p in [*model.grid.parameters(), *model.planes.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    x = (textured(600, 700) * 255).round() / 255
+    x[:, 60:300, 180:330] = grid_quantise(textured(240, 150, seed=1), (5, 5, 5), "scaled")
+    x[:, 330:560, 300:560] = quantise(store_ycbcr(textured(230, 260, seed=2), 5, 5, 10, "round", subsampled=False), 8)
+    img = x.permute(1, 2, 0).numpy()
+    passes, tiled_ = [], debander.tiled
+    monkeypatch.setattr(debander, "tiled", lambda *a, **k: passes.append(1) or tiled_(*a, **k))
+    placed = Debander(model=model).restore(img)
+    assert len(passes) == 1  # the network's; the stages' passes went through windows only
+    monkeypatch.setattr(debander, "GRID_CORE", 4096)  # one core larger than the image: one pass over it all
+    whole = Debander(model=model).restore(img)
+    assert len(passes) == 1 + 1 + 4  # the network's, then textured and the stage for planes and channels
+    plain = Debander(model=model, grid=False).restore(img)
+    assert not np.array_equal(placed, plain)  # the stages acted
+    assert np.abs(placed - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize("cores", [3, 4])  # 3 windows cover less than the image, 4 as much
+def test_windows_put_fn_on_the_cores_that_hold_a_find_and_fill_elsewhere(cores):
+    from deband.restore.debander import windows
+
+    x = torch.rand(1, 2, 64, 64, generator=torch.Generator().manual_seed(0))
+    where = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    for k in range(cores):
+        where[0, 0, 16 * k + 5, 16 * k + 9] = True  # one find in each of the cores on the diagonal
+    fill = torch.full_like(x, -1.0)
+
+    def blur(p: torch.Tensor) -> torch.Tensor:  # reaches 3 px
+        return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(p, (3, 3, 3, 3), mode="reflect"), 7, stride=1)
+
+    out = windows(blur, (x,), where, fill, 8, 16, 64)
+    on = torch.zeros(64, 64, dtype=torch.bool)
+    for k in range(cores):
+        on[16 * k : 16 * k + 16, 16 * k : 16 * k + 16] = True
+    expected = torch.where(on, blur(x), fill)
+    assert torch.allclose(out[..., on], expected[..., on], atol=1e-6)
+    assert torch.equal(out[..., ~on], fill[..., ~on])

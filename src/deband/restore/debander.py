@@ -19,7 +19,7 @@ from deband.errors import ResourceError, SettingError
 from deband.io.pixels import from_codes, levels, peak, rgb_to_ycbcr, ycbcr_to_rgb
 from deband.model.checkpoint import load_model
 from deband.model.indi import sample
-from deband.restore.guard import Guard, _blocks, _full
+from deband.restore.guard import Guard, _blocks, _full, plane_levels
 from deband.restore.letterbox import keep_bars
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
@@ -29,7 +29,8 @@ STAGE_BITS = 6  # the channel stage places values on grids of this many bits or 
 STAGE_HALF = 0.5 / (2**STAGE_BITS - 1) - 1e-6  # its half step on [0, 1]
 STAGE_TEXTURE = 0.2  # `textured`: the restored image's local high-pass RMS, as a share of the half step
 TEXTURE_TILE = 16  # pixels: `textured` measures over tiles of this side
-GRID_OVERLAP = 64  # pixels of overlap between the grid stage's tiles (its field is about 70 px)
+GRID_CORE = 128  # pixels: the side of the cores `windows` runs `textured` and the grid stages on
+GRID_MARGIN = 40  # pixels of context a grid stage needs around a core: its field reaches 35 px
 MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
 
 
@@ -136,6 +137,37 @@ def tiled(
     return out
 
 
+def windows(
+    fn: Callable[..., torch.Tensor], xs: tuple[torch.Tensor, ...], where: torch.Tensor, fill: torch.Tensor,
+    margin: int, core: int, tile: int,
+) -> torch.Tensor:
+    """fn only around `where`: `fill` (b, c', h, w), with each core tile (core x core, from the
+    origin) that holds a True of `where` (b, 1, h, w) replaced by fn's output there, fn given
+    each of `xs` (b, c_i, h, w) cut to that core widened by `margin` on every side (within the
+    image). Where fn reaches no farther than `margin` (and cores and margins keep any
+    alignment it needs), each core is what fn over the whole image gives it, at a fraction of
+    the cost where `where` is sparse. Where those windows would cover more than the image, fn
+    runs over it all instead (by `tiled` with `tile`, `margin` as the overlap).
+    fn maps tensors (b, c_i, th, tw) -> (b, c', th, tw)."""
+    h, w = fill.shape[-2:]
+    hit = F.max_pool2d(where.to(fill.dtype), core, ceil_mode=True).amax(0)[0] > 0  # (rows, cols)
+    if int(hit.sum()) * (core + 2 * margin) ** 2 >= h * w:
+        sizes = [x.shape[1] for x in xs]
+        keep = hit.repeat_interleave(core, 0).repeat_interleave(core, 1)[:h, :w]
+        whole = tiled(lambda p: fn(*p.split(sizes, dim=1)), torch.cat(xs, dim=1), tile, margin)
+        return torch.where(keep, whole.to(fill.dtype), fill)
+    out = fill.clone()
+    for i, j in hit.nonzero().tolist():
+        top, left = i * core, j * core
+        y0, x0 = max(top - margin, 0), max(left - margin, 0)
+        patch = fn(*(x[:, :, y0 : min(top + core + margin, h), x0 : min(left + core + margin, w)] for x in xs))
+        core_h, core_w = min(core, h - top), min(core, w - left)
+        out[:, :, top : top + core_h, left : left + core_w] = patch[
+            :, :, top - y0 : top - y0 + core_h, left - x0 : left - x0 + core_w
+        ].to(out.dtype)
+    return out
+
+
 @dataclass
 class Debander:
     """A loaded restorer with its inference settings.
@@ -225,29 +257,42 @@ class Debander:
         guard = self.guard or Guard()
         on_planes = torch.zeros_like(raw[:, :1], dtype=torch.bool)
         if planes is not None:
-            half, level = guard.plane_grid(raw)
-            ycc = rgb_to_ycbcr(restored)
-            half = textured(ycc, half)
-            on_planes = half.amax(1, keepdim=True) > 0
+
+            def on_levels(raw: torch.Tensor, rgb: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+                return plane_levels(raw, half) + rgb_to_ycbcr(rgb) - rgb_to_ycbcr(raw)
+
+            half = guard.plane_grid(raw)
+            placed, on_planes = self._place(planes, (raw, rgb), on_levels, rgb_to_ycbcr(restored), half)
             if bool(on_planes.any()):
-                placed = self._place(planes, level + rgb_to_ycbcr(rgb) - rgb_to_ycbcr(raw), ycc, half)
-                placed = ycbcr_to_rgb(torch.where(half > 0, placed, ycc)).clamp(0, 1)
-                restored = torch.where(on_planes, placed, restored)
+                restored = torch.where(on_planes, ycbcr_to_rgb(placed).clamp(0, 1), restored)
         if channels is not None:
             half = guard.grid_bound(raw)
-            half = textured(restored, torch.where(on_planes | (half < STAGE_HALF), 0, half))
-            if bool(half.any()):
-                restored = torch.where(half > 0, self._place(channels, rgb, restored, half).clamp(0, 1), restored)
+            half = torch.where(on_planes | (half < STAGE_HALF), 0, half)
+            placed, on = self._place(channels, (rgb,), lambda rgb, half: rgb, restored, half)
+            if bool(on.any()):
+                restored = placed.clamp(0, 1)
         return restored
 
-    def _place(self, stage, x: torch.Tensor, out: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-        """stage(x, out, half), tile by tile on the restorer's device."""
+    def _place(
+        self, stage, xs: tuple[torch.Tensor, ...], inputs: Callable[..., torch.Tensor], out: torch.Tensor,
+        half: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """out, with stage(inputs(*xs, half), out, half) wherever `textured(out, half)` is not 0,
+        and where that is (n, 1, h, w: in any channel). Both run in `windows`: `textured`
+        around the grid's finds, the stage (on the restorer's device) around the textured ones."""
+        found = half.amax(1, keepdim=True) > 0
+        if bool(found.any()):  # tiles of TEXTURE_TILE from the origin: a margin of one tile keeps them exact
+            half = windows(textured, (out, half), found, torch.zeros_like(half), TEXTURE_TILE, GRID_CORE, self.tile)
+            found = half.amax(1, keepdim=True) > 0
+        if not bool(found.any()):
+            return out, found
 
-        def fn(p: torch.Tensor) -> torch.Tensor:
-            p = p.to(self.device)
-            return stage(p[:, :3], p[:, 3:6], p[:, 6:]).cpu()
+        def fn(*cut: torch.Tensor) -> torch.Tensor:
+            *x, out, half = (t.to(self.device) for t in cut)
+            return stage(inputs(*x, half), out, half).cpu()
 
-        return tiled(fn, torch.cat([x, out, half], dim=1), self.tile, GRID_OVERLAP)
+        placed = windows(fn, (*xs, out, half), found, out, GRID_MARGIN, GRID_CORE, self.tile)
+        return torch.where(half > 0, placed, out), found
 
     def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore one image.

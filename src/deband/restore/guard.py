@@ -188,21 +188,19 @@ class Guard:
         between = (a > _full(lo, half, h, w) + tol) & (a < _full(hi, half, h, w) - tol)
         return self._around(between.to(a.dtype), half, F.avg_pool2d)
 
-    def plane_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def plane_grid(self, x: torch.Tensor) -> torch.Tensor:
         """Where the Y', Cb and Cr planes of x (BT.709, as limited-range 8-bit codes) sit on a
         4-6-bit grid (planes stored at fewer bits, then shown as 8-bit R'G'B'): half its step
-        per plane and pixel (0 where none), and each pixel's plane values moved onto the
-        grid's nearest level there (as they are elsewhere), both in the units of
-        `rgb_to_ycbcr`. Found on every other pixel of every other row, as `grid_bound` does
-        (7 bits are not looked for: within the tolerance their levels hold most codes).
-        x: (n, 3, h, w); returns two (n, 3, h, w)."""
+        per plane and pixel (0 where none), in the units of `rgb_to_ycbcr` (`plane_levels`
+        moves the values onto that grid). Found on every other pixel of every other row, as
+        `grid_bound` does (7 bits are not looked for: within the tolerance their levels hold
+        most codes). x: (n, 3, h, w); returns (n, 3, h, w)."""
         n, _, h, w = x.shape
         scale = x.new_tensor(PLANE_SCALE)[:, None, None]
         codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
         found = self._code_grid(codes.reshape(3 * n, 1, *codes.shape[-2:]), PLANE_BITS, self.plane_share,
                                 self.plane_levels, inner=True)
-        half = _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
-        return half, plane_levels(x, half) if bool(found.any()) else rgb_to_ycbcr(x)
+        return _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
 
     def wider(self, x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
         """half (n, c, h, w: a grid's half step, per channel or plane, found in x) where it is

@@ -93,7 +93,7 @@ def batch(ex: dict[str, torch.Tensor], train: torch.Tensor, cfg: GridTrainConfig
 
 DEGRADE = {"rgb": random_grid_quantise, "planes": random_plane_quantise}
 FIND = {"rgb": lambda guard, x: guard.wider(x, guard.grid_bound(x)),  # texture: where what a stage learns matters
-        "planes": lambda guard, x: guard.wider(x, guard.plane_grid(x)[0])}
+        "planes": lambda guard, x: guard.wider(x, guard.plane_grid(x))}
 
 
 def stage_inputs(space: str, x: torch.Tensor, out: torch.Tensor, half: torch.Tensor):
