@@ -1,11 +1,30 @@
-"""Does the FFT magnitude+phase loss help? Equal-budget runs, one per loss, then scores.
+"""Does the FFT magnitude+phase loss help? Three losses x three seeds at equal budget, on real content.
 
-Trains three models with the same data, seeds, schedule and step budget, differing only
-in the loss: (a) pixel L2 + FFT magnitude/phase, (b) pixel L2 only, (c) pixel L2 + the
-original L1 on raw FFT real/imaginary parts. Then scores each on the held-out synthetic
-sets and on unbanded photos, and prints a Markdown table.
+Trains nine models from scratch: (a) pixel L2 + FFT magnitude/phase (the default), (b) pixel
+L2 only, (c) pixel L2 + the original L1 on raw FFT real/imaginary parts, each with seeds 0,
+1 and 2. A seed fixes the initial weights and the data stream, so the three losses of one
+seed see the same pairs in the same order; everything else (the shipped U-Net's
+architecture, `DataConfig` defaults: the shipped model's data mix, the schedule, the step
+budget) is the same for all nine. Each run checkpoints every 25 steps (a few minutes on two
+shared cores): the same command continues unfinished runs exactly and skips finished ones,
+so it may be stopped at any time.
 
-    python benchmarks/ablation.py --out runs/ablation [--steps 1000]
+Then it scores each model with the default settings (2 INDI steps, the detail guard on),
+image by image: the real-content sets (`deband eval`'s held-out corpus crops, n per set,
+each under the eight deliveries; PSNR of R'G'B' and of Y', Cb, Cr), the faint-detail set and
+the procedural sets (n scenes each). Scores are kept per run (`OUT/<run>/scores.json`), and
+it prints:
+
+- per loss, the mean gain over the banded input on each group of sets, as mean ± standard
+  deviation over the three seeds;
+- per pair of losses, the paired difference on the same images (each image's PSNR averaged
+  over the seeds first): its mean, a 95 % interval (Student's t over the images) and how
+  many images it helps;
+
+and writes every number to `OUT/results.json` (and, with `--plot`, a figure).
+
+    python benchmarks/ablation.py --out runs/ablation --corpus CORPUS [--steps 1000] [--n 8] [--plot PNG]
+    python benchmarks/ablation.py --out runs/ablation --train-only     # the nine trainings alone
 """
 
 from __future__ import annotations
@@ -13,61 +32,158 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
-from deband.config import LossConfig, TrainConfig
-from deband.evaluation.evalsets import synthetic_set, unbanded_set
-from deband.evaluation.scoring import identity, score
+import numpy as np
+import torch
+from indi_sweep import interval, scores  # the same per-image scores and intervals (benchmarks/ is on sys.path)
+
+from deband.config import DEFAULT_STEPS, LossConfig, TrainConfig
+from deband.evaluation.evalsets import synthetic_set
+from deband.evaluation.faintsets import faint_set
+from deband.evaluation.realsets import corpus_crops, gentle_map, load_held_out, real_set, real_set_names
 from deband.model.checkpoint import read_metadata
 from deband.restore.debander import Debander
 from deband.training.loop import train
 
 LOSSES = {
-    "a: pixel + FFT mag/phase": LossConfig(fft="magphase"),
-    "b: pixel only": LossConfig(fft="none"),
-    "c: pixel + FFT re/im L1": LossConfig(fft="reim", fft_weight=1e-5),  # same share of the loss as (a)
+    "a": ("pixel + FFT mag/phase", LossConfig(fft="magphase")),
+    "b": ("pixel only", LossConfig(fft="none")),
+    "c": ("pixel + FFT re/im L1", LossConfig(fft="reim", fft_weight=1e-5)),  # the same share of the loss as (a)
 }
+SEEDS = (0, 1, 2)
+PROCEDURAL = ("rgb-6bit", "luma6-chroma5", "dark-8bit-x4", "h264-crf34")
+COLUMNS = ["psnr", "psnr_y", "psnr_cb", "psnr_cr"]
 
 
-def budget(steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, warmup=min(300, steps // 10), val_every=steps, ckpt_every=100,
-                       curriculum=((0.0, 128), (0.3, 256)))
+def budget(steps: int, seed: int, loss: LossConfig) -> TrainConfig:
+    """From scratch: AdamW with a tenth of the steps (at most 300) of warm-up and cosine decay,
+    batches of 8 patches of 128 px for the first 30 % of the steps, then 256 px."""
+    return TrainConfig(loss=loss, steps=steps, warmup=min(300, steps // 10), val_every=steps, ckpt_every=25,
+                       curriculum=((0.0, 128), (0.3, 256)), seed=seed)
 
 
-def run_one(name: str, loss: LossConfig, out: Path, steps: int) -> Path:
-    folder = out / name.split(":")[0]
+def run_name(loss: str, seed: int) -> str:
+    return f"{loss}-seed{seed}"
+
+
+def trained(out: Path, loss: str, seed: int, steps: int) -> Path:
+    """The run's weights, training (or going on with) it first unless it reached `steps`."""
+    folder = out / run_name(loss, seed)
     weights = folder / "model.safetensors"
-    done = weights.exists() and int(read_metadata(weights).get("step", 0)) >= steps
-    if not done:
-        train(replace(budget(steps), loss=loss), folder, resume=True, device="cpu")
+    if not (weights.exists() and int(read_metadata(weights).get("step", 0)) >= steps):
+        train(budget(steps, seed, LOSSES[loss][1]), folder, resume=True, device="cpu")
     return weights
 
 
+def score_sets(corpus: Path, n: int, size: int) -> dict[str, list]:
+    """Group name -> the pairs scored: real content, faint detail, procedural."""
+    images = load_held_out(corpus)
+    crops = corpus_crops(images, n, size, gentle_map)
+    return {"real content": [p for name in real_set_names() for p in real_set(name, crops)],
+            "faint detail": faint_set(images, n, size),
+            "procedural": [p for name in PROCEDURAL for p in synthetic_set(name, n, size)]}
+
+
+def scored(weights: Path, sets: dict[str, list]) -> dict[str, list[list[float]]]:
+    """Per group, each image's [PSNR, Y', Cb, Cr] with the default settings; kept beside the weights."""
+    path = weights.parent / "scores.json"
+    if path.exists() and json.loads(path.read_text()).get("images") == {g: len(p) for g, p in sets.items()}:
+        return json.loads(path.read_text())["scores"]
+    restore = Debander.load(weights, "cpu", steps=DEFAULT_STEPS).restore
+    result = {g: [scores(restore(p.degraded), p.clean) for p in pairs] for g, pairs in sets.items()}
+    path.write_text(json.dumps({"images": {g: len(p) for g, p in sets.items()}, "scores": result}))
+    return result
+
+
+def _mean_sd(v: np.ndarray) -> str:
+    return f"{v.mean():+.2f} ± {v.std(ddof=1):.2f}"
+
+
+def report(inputs: dict[str, np.ndarray], runs: dict[tuple[str, int], dict[str, np.ndarray]]) -> dict:
+    """Print the two tables; return their numbers."""
+    groups = list(inputs)
+    gains = {(k, s): {g: (runs[k, s][g] - inputs[g]).mean(0) for g in groups} for k, s in runs}  # per run
+    table = {}
+    print("Gain over the banded input (dB), mean ± standard deviation over seeds "
+          f"{', '.join(map(str, SEEDS))}; real content also per plane (Y' / Cb / Cr):\n")
+    print("| loss | " + " | ".join(groups) + " | real content Y' / Cb / Cr |")
+    print("|---" * (len(groups) + 2) + "|")
+    for k, (name, _) in LOSSES.items():
+        per_seed = {g: np.array([gains[k, s][g] for s in SEEDS]) for g in groups}  # (seeds, 4)
+        table[k] = {g: {"mean": per_seed[g].mean(0).tolist(), "std": per_seed[g].std(0, ddof=1).tolist()}
+                    for g in groups}
+        cells = [_mean_sd(per_seed[g][:, 0]) for g in groups]
+        planes = " / ".join(_mean_sd(per_seed["real content"][:, i]) for i in (1, 2, 3))
+        print(f"| {k}: {name} | " + " | ".join(cells) + f" | {planes} |")
+    pairs = {}
+    print("\nPaired differences (dB; each image's PSNR averaged over the seeds, then the mean over "
+          "images with a 95 % interval, and the images it helps):\n")
+    print("| pair | " + " | ".join(groups) + " |")
+    print("|---" * (len(groups) + 1) + "|")
+    for x, y in [("a", "b"), ("a", "c"), ("c", "b")]:
+        cells = []
+        for g in groups:
+            d = np.mean([runs[x, s][g][:, 0] - runs[y, s][g][:, 0] for s in SEEDS], axis=0)
+            m, lo, hi = interval(d)
+            pairs[f"{x}-{y}", g] = [m, lo, hi, int((d > 0).sum()), len(d)]
+            cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int((d > 0).sum())} of {len(d)}")
+        print(f"| {x} − {y} | " + " | ".join(cells) + " |")
+    return {"gain": table, "paired": {f"{p} {g}": v for (p, g), v in pairs.items()}}
+
+
+def plot(inputs: dict[str, np.ndarray], runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(inputs)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.4))
+    for ax, g in zip(axes, groups):
+        for i, (k, (name, _)) in enumerate(LOSSES.items()):
+            seeds = np.array([(runs[k, s][g][:, 0] - inputs[g][:, 0]).mean() for s in SEEDS])
+            ax.bar(i, seeds.mean(), yerr=seeds.std(ddof=1), capsize=4, color=f"C{i}", label=f"{k}: {name}")
+            ax.plot([i] * len(seeds), seeds, "k.", ms=4)
+        ax.set_title(g)
+        ax.set_xticks(range(len(LOSSES)), list(LOSSES))
+        ax.set_ylabel("gain over banded input (dB)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(LOSSES), fontsize=8)
+    fig.suptitle("three losses, three seeds each (bars: mean, whiskers: sd, dots: seeds)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--n", type=int, default=12, help="images per evaluation set")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--corpus", type=Path, help="a corpus folder (`deband corpus build`): its held-out images")
+    p.add_argument("--steps", type=int, default=1000, help="training steps per run (default 1000)")
+    p.add_argument("--n", type=int, default=8, help="crops per real-content set, faint crops and scenes per set")
+    p.add_argument("--size", type=int, default=384, help="crop and scene side (default 384)")
+    p.add_argument("--train-only", action="store_true", help="train the nine runs, score nothing")
+    p.add_argument("--plot", type=Path, help="write the figure here")
     args = p.parse_args()
+    if not args.train_only and args.corpus is None:
+        p.error("--corpus is needed to score (or --train-only)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = Path(args.out)
-    weights = {name: run_one(name, loss, out, args.steps) for name, loss in LOSSES.items()}
-    sets = {s: synthetic_set(s, args.n) for s in ("rgb-6bit", "luma6-chroma5", "dark-8bit-x4")}
-    sets["unbanded photos"] = unbanded_set()
-    methods = {"banded input": identity}
-    for name, w in weights.items():
-        for steps in (1, 4):
-            restore = Debander.load(w, "cpu", steps=steps).restore
-            methods[f"{name} ({steps} step{'s' * (steps > 1)})"] = lambda p, r=restore: r(p.degraded)
-    results = {label: {s: score(m, pairs, s, label, with_cambi=False).psnr for s, pairs in sets.items()}
-               for label, m in methods.items()}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"equal budget: {args.steps} steps each; mean PSNR (dB) against clean\n")
-    print("| model | " + " | ".join(sets) + " |")
-    print("|---" * (len(sets) + 1) + "|")
-    for name, row in results.items():
-        print(f"| {name} | " + " | ".join(f"{row[s]:.2f}" for s in sets) + " |")
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in SEEDS:  # seed by seed: a partial ablation already pairs the three losses
+        for loss in LOSSES:
+            trained(args.out, loss, seed, args.steps)  # its folder keeps config.json and log.csv
+    if args.train_only:
+        return
+    sets = score_sets(args.corpus, args.n, args.size)
+    inputs = {g: np.array([scores(p.degraded, p.clean) for p in pairs]) for g, pairs in sets.items()}
+    runs = {(k, s): {g: np.array(v) for g, v in scored(args.out / run_name(k, s) / "model.safetensors", sets).items()}
+            for s in SEEDS for k in LOSSES}
+    print(f"{args.steps} steps per run; {', '.join(f'{g}: {len(v)} images' for g, v in sets.items())}\n")
+    numbers = report(inputs, runs)
+    numbers["images"] = {g: len(v) for g, v in sets.items()}
+    (args.out / "results.json").write_text(json.dumps(numbers, indent=1))
+    if args.plot:
+        plot(inputs, runs, args.plot)
 
 
 if __name__ == "__main__":
