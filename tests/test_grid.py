@@ -275,10 +275,11 @@ def test_a_staged_model_leaves_a_smooth_6_bit_ramp_to_the_restorer(staged_model)
     assert np.array_equal(placed, plain)
 
 
-def test_stages_run_around_the_grids_found_as_over_the_whole_image(monkeypatch):
+@pytest.mark.parametrize("tile", [2048, 256])  # one network tile; several, and the stages' windows at most that
+def test_stages_run_around_the_grids_found_as_over_the_whole_image(monkeypatch, tile):
     """A 5-bit R'G'B' patch and a Y'CbCr patch stored at 5 bits, across core borders, in 8-bit
-    texture: `textured` and the stages run in windows around them, and give what one pass
-    over the whole image gives."""
+    texture: `textured` and the stages run in windows around them, and give what they give in
+    windows as large as the tile allows (with a tile of 2048, one pass over the whole image)."""
     from deband.restore import debander
     from deband.synthesis.delivery import store_ycbcr
 
@@ -291,16 +292,20 @@ def test_stages_run_around_the_grids_found_as_over_the_whole_image(monkeypatch):
     x[:, 60:300, 180:330] = grid_quantise(textured(240, 150, seed=1), (5, 5, 5), "scaled")
     x[:, 330:560, 300:560] = quantise(store_ycbcr(textured(230, 260, seed=2), 5, 5, 10, "round", subsampled=False), 8)
     img = x.permute(1, 2, 0).numpy()
-    passes, tiled_ = [], debander.tiled
-    monkeypatch.setattr(debander, "tiled", lambda *a, **k: passes.append(1) or tiled_(*a, **k))
-    placed = Debander(model=model).restore(img)
-    assert len(passes) == 1  # the network's; the stages' passes went through windows only
-    monkeypatch.setattr(debander, "GRID_CORE", 4096)  # one core larger than the image: one pass over it all
-    whole = Debander(model=model).restore(img)
-    assert len(passes) == 1 + 1 + 4  # the network's, then textured and the stage for planes and channels
-    plain = Debander(model=model, grid=False).restore(img)
+    windows, textured_ = [], debander.textured
+    monkeypatch.setattr(debander, "textured", lambda *a: windows.append(a[0].shape) or textured_(*a))
+    placed = Debander(model=model, tile=tile, overlap=tile // 4).restore(img)
+    small = debander.GRID_CORE + 2 * debander.TEXTURE_TILE  # the largest window `textured` gets around a find
+    assert len(windows) > 4 and all(max(s[-2:]) <= small for s in windows)
+    windows.clear()
+    monkeypatch.setattr(debander, "GRID_CORE", 4096)  # windows covering more than the image: the largest instead
+    large = Debander(model=model, tile=tile, overlap=tile // 4).restore(img)
+    assert len(windows) >= 2 and max(max(s[-2:]) for s in windows) > small
+    if tile >= 700:
+        assert all(s[-2:] == (600, 700) for s in windows)  # one window: the whole image
+    plain = Debander(model=model, tile=tile, overlap=tile // 4, grid=False).restore(img)
     assert not np.array_equal(placed, plain)  # the stages acted
-    assert np.abs(placed - whole).max() < 1e-5
+    assert np.abs(placed - large).max() < 1e-5
 
 
 @pytest.mark.parametrize("cores", [3, 4])  # 3 windows cover less than the image, 4 as much
@@ -316,10 +321,16 @@ def test_windows_put_fn_on_the_cores_that_hold_a_find_and_fill_elsewhere(cores):
     def blur(p: torch.Tensor) -> torch.Tensor:  # reaches 3 px
         return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(p, (3, 3, 3, 3), mode="reflect"), 7, stride=1)
 
-    out = windows(blur, (x,), where, fill, 8, 16, 64)
+    out = windows(blur, (x,), where, fill, 8, 16, 48)  # larger cores: 48 - 2 x 8 = 32
     on = torch.zeros(64, 64, dtype=torch.bool)
     for k in range(cores):
         on[16 * k : 16 * k + 16, 16 * k : 16 * k + 16] = True
-    expected = torch.where(on, blur(x), fill)
-    assert torch.allclose(out[..., on], expected[..., on], atol=1e-6)
-    assert torch.equal(out[..., ~on], fill[..., ~on])
+    assert torch.allclose(out[..., on], blur(x)[..., on], atol=1e-6)
+    changed = (out != fill).any(1)[0]
+    assert torch.allclose(out[..., changed], blur(x)[..., changed], atol=1e-6)  # fn's output or fill, nothing else
+    if cores == 3:
+        assert torch.equal(changed, on)
+    else:  # larger cores of 32 px: the finds lie in the two on the diagonal
+        big = torch.zeros(64, 64, dtype=torch.bool)
+        big[:32, :32] = big[32:, 32:] = True
+        assert torch.equal(changed, big)

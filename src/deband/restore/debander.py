@@ -30,6 +30,7 @@ STAGE_HALF = 0.5 / (2**STAGE_BITS - 1) - 1e-6  # its half step on [0, 1]
 STAGE_TEXTURE = 0.2  # `textured`: the restored image's local high-pass RMS, as a share of the half step
 TEXTURE_TILE = 16  # pixels: `textured` measures over tiles of this side
 GRID_CORE = 128  # pixels: the side of the cores `windows` runs `textured` and the grid stages on
+WINDOW_ALIGN = 16  # `windows`' cores are multiples of this: `textured`'s tiles, the stages' 4-px blocks
 GRID_MARGIN = 40  # pixels of context a grid stage needs around a core: its field reaches 35 px
 MAX_STEPS = 100  # the most INDI steps a restorer takes (each one is a network call)
 
@@ -144,18 +145,16 @@ def windows(
     """fn only around `where`: `fill` (b, c', h, w), with each core tile (core x core, from the
     origin) that holds a True of `where` (b, 1, h, w) replaced by fn's output there, fn given
     each of `xs` (b, c_i, h, w) cut to that core widened by `margin` on every side (within the
-    image). Where fn reaches no farther than `margin` (and cores and margins keep any
-    alignment it needs), each core is what fn over the whole image gives it, at a fraction of
-    the cost where `where` is sparse. Where those windows would cover more than the image, fn
-    runs over it all instead (by `tiled` with `tile`, `margin` as the overlap).
-    fn maps tensors (b, c_i, th, tw) -> (b, c', th, tw)."""
+    image). Where those windows would cover more than the image, the cores are as large as
+    `tile` allows with their margins instead (a multiple of `WINDOW_ALIGN`). Where fn reaches
+    no farther than `margin` and its own alignment divides `WINDOW_ALIGN`, each core is
+    what fn over the whole image gives it, in bounded memory, at a fraction of the cost where
+    `where` is sparse. fn maps tensors (b, c_i, th, tw) -> (b, c', th, tw)."""
     h, w = fill.shape[-2:]
     hit = F.max_pool2d(where.to(fill.dtype), core, ceil_mode=True).amax(0)[0] > 0  # (rows, cols)
-    if int(hit.sum()) * (core + 2 * margin) ** 2 >= h * w:
-        sizes = [x.shape[1] for x in xs]
-        keep = hit.repeat_interleave(core, 0).repeat_interleave(core, 1)[:h, :w]
-        whole = tiled(lambda p: fn(*p.split(sizes, dim=1)), torch.cat(xs, dim=1), tile, margin)
-        return torch.where(keep, whole.to(fill.dtype), fill)
+    if int(hit.sum()) * (core + 2 * margin) ** 2 >= h * w:  # about everywhere: fewer, larger windows
+        core = max(tile - 2 * margin, WINDOW_ALIGN) // WINDOW_ALIGN * WINDOW_ALIGN
+        hit = F.max_pool2d(where.to(fill.dtype), core, ceil_mode=True).amax(0)[0] > 0
     out = fill.clone()
     for i, j in hit.nonzero().tolist():
         top, left = i * core, j * core
@@ -258,19 +257,18 @@ class Debander:
         on_planes = torch.zeros_like(raw[:, :1], dtype=torch.bool)
         if planes is not None:
 
-            def on_levels(raw: torch.Tensor, rgb: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-                return plane_levels(raw, half) + rgb_to_ycbcr(rgb) - rgb_to_ycbcr(raw)
+            def on_levels(delivered: torch.Tensor, raised: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+                return plane_levels(delivered, half) + rgb_to_ycbcr(raised) - rgb_to_ycbcr(delivered)
 
-            half = guard.plane_grid(raw)
-            placed, on_planes = self._place(planes, (raw, rgb), on_levels, rgb_to_ycbcr(restored), half)
+            placed, half = self._place(planes, (raw, rgb), on_levels, rgb_to_ycbcr(restored), guard.plane_grid(raw))
+            on_planes = half.amax(1, keepdim=True) > 0
             if bool(on_planes.any()):
                 restored = torch.where(on_planes, ycbcr_to_rgb(placed).clamp(0, 1), restored)
         if channels is not None:
             half = guard.grid_bound(raw)
             half = torch.where(on_planes | (half < STAGE_HALF), 0, half)
-            placed, on = self._place(channels, (rgb,), lambda rgb, half: rgb, restored, half)
-            if bool(on.any()):
-                restored = placed.clamp(0, 1)
+            placed, half = self._place(channels, (rgb,), lambda rgb, half: rgb, restored, half)
+            restored = torch.where(half > 0, placed.clamp(0, 1), restored)
         return restored
 
     def _place(
@@ -278,21 +276,21 @@ class Debander:
         half: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """out, with stage(inputs(*xs, half), out, half) wherever `textured(out, half)` is not 0,
-        and where that is (n, 1, h, w: in any channel). Both run in `windows`: `textured`
-        around the grid's finds, the stage (on the restorer's device) around the textured ones."""
+        and that textured half step. Both run in `windows`: `textured` around the grid's finds,
+        the stage (on the restorer's device) around the textured ones."""
         found = half.amax(1, keepdim=True) > 0
         if bool(found.any()):  # tiles of TEXTURE_TILE from the origin: a margin of one tile keeps them exact
             half = windows(textured, (out, half), found, torch.zeros_like(half), TEXTURE_TILE, GRID_CORE, self.tile)
             found = half.amax(1, keepdim=True) > 0
         if not bool(found.any()):
-            return out, found
+            return out, half
 
         def fn(*cut: torch.Tensor) -> torch.Tensor:
             *x, out, half = (t.to(self.device) for t in cut)
             return stage(inputs(*x, half), out, half).cpu()
 
         placed = windows(fn, (*xs, out, half), found, out, GRID_MARGIN, GRID_CORE, self.tile)
-        return torch.where(half > 0, placed, out), found
+        return torch.where(half > 0, placed, out), half
 
     def restore(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Restore one image.
