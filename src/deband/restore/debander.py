@@ -151,10 +151,15 @@ def windows(
     what fn over the whole image gives it, in bounded memory, at a fraction of the cost where
     `where` is sparse. fn maps tensors (b, c_i, th, tw) -> (b, c', th, tw)."""
     h, w = fill.shape[-2:]
-    hit = F.max_pool2d(where.to(fill.dtype), core, ceil_mode=True).amax(0)[0] > 0  # (rows, cols)
+    found = where.to(fill.dtype)
+
+    def cores_hit(side: int) -> torch.Tensor:  # (rows, cols): the cores of this side that hold a find
+        return F.max_pool2d(found, side, ceil_mode=True).amax(0)[0] > 0
+
+    hit = cores_hit(core)
     if int(hit.sum()) * (core + 2 * margin) ** 2 >= h * w:  # about everywhere: fewer, larger windows
         core = max(tile - 2 * margin, WINDOW_ALIGN) // WINDOW_ALIGN * WINDOW_ALIGN
-        hit = F.max_pool2d(where.to(fill.dtype), core, ceil_mode=True).amax(0)[0] > 0
+        hit = cores_hit(core)
     out = fill.clone()
     for i, j in hit.nonzero().tolist():
         top, left = i * core, j * core
