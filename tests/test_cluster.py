@@ -321,10 +321,12 @@ def test_sigterm_cancels_the_tasks_and_keeps_finished_chunks(cluster, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "deband.cli", "video", str(src), "-o", str(dst), "--codec", "ffv1",
                              "--chunk", "0.2", "--ray", cluster], stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):  # the shipped model: 30 chunks take a while
-            if list(tmp_path.glob(".out.mkv.deband-work-*/chunk-*.mp4")) or proc.poll() is not None:
+        deadline = time.monotonic() + 300  # the first chunk, on a loaded machine, can take a minute or more
+        while not (finished := list(tmp_path.glob(".out.mkv.deband-work-*/chunk-*.mp4"))):
+            if proc.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        assert finished and proc.poll() is None, "no chunk finished before the run ended or the deadline"
         proc.send_signal(signal.SIGTERM)
         err = proc.communicate(timeout=60)[1]
     finally:

@@ -13,7 +13,7 @@ from deband.config import DataConfig, ModelConfig, TrainConfig, load_train_confi
 from deband.data.pairs import PairStream, RunSeeds
 from deband.model.checkpoint import load_model, read_metadata
 from deband.model.unet import UNet
-from deband.training.loop import ConfigMismatchError, lr_at, patch_at, train
+from deband.training.loop import WORKER_START, ConfigMismatchError, lr_at, patch_at, train
 
 TINY_TRAIN = TrainConfig(
     model=ModelConfig(channels=(8, 12, 16), refine=4, time_dim=16),
@@ -139,10 +139,14 @@ def test_init_starts_from_given_weights_and_refuses_other_architectures(tmp_path
         train(other, tmp_path / "other", init=tmp_path / "start.safetensors")
 
 
+def _shape(step: int) -> tuple[int, int]:
+    return (32, 2) if step < 4 else (48, 1)
+
+
 def _stream(workers: int, start: int = 1, stop: int = 8) -> list:
-    shape = lambda step: (32, 2) if step < 4 else (48, 1)  # noqa: E731 - workers fork, so a lambda is fine
-    stream = PairStream(TINY_TRAIN.data, RunSeeds(0), 3, start, stop, shape)
-    return list(torch.utils.data.DataLoader(stream, None, num_workers=workers))
+    stream = PairStream(TINY_TRAIN.data, RunSeeds(0), 3, start, stop, _shape)
+    kw = {"multiprocessing_context": WORKER_START} if workers else {}  # as training starts them
+    return list(torch.utils.data.DataLoader(stream, None, num_workers=workers, **kw))
 
 
 def test_pair_stream_is_the_same_for_any_worker_count_and_resumes_exactly():

@@ -37,6 +37,7 @@ from deband.training.losses import RestorationLoss
 log = logging.getLogger(__name__)
 
 PREFETCH = 2  # batches each data worker keeps ready
+WORKER_START = "spawn"  # how data workers start (see `batches`)
 EMA_RAMP = 10  # the EMA decay warms up as (1 + step) / (EMA_RAMP + step): early weights fade fast
 BUDGET_UNTIMED = 5  # first steps the time budget does not time (start-up), besides queued batches
 BUDGET_MIN_TIMED = 20  # steps timed at least before the step count is fitted to the budget
@@ -274,11 +275,14 @@ def batches(cfg: TrainConfig, g: torch.Generator, rank: int, start: int, workers
     workers 0: synthesised in this process from the run's generator `g` (saved in checkpoints).
     workers > 0: synthesised by that many DataLoader processes, each step's batch from its own
     seed (`PairStream`): a different stream from workers 0, the same for any worker count.
+    The workers are spawned, never forked: a fork copies whatever threads and locks the caller
+    holds (a Ray client's, a thread pool's) and can hang the child.
     """
     shape = partial(patch_at, cfg=cfg)
     if workers > 0:
         stream = PairStream(cfg.data, RunSeeds(cfg.seed), rank, start, cfg.steps, shape)
-        loader = DataLoader(stream, None, num_workers=workers, pin_memory=pin, prefetch_factor=PREFETCH)
+        loader = DataLoader(stream, None, num_workers=workers, pin_memory=pin, prefetch_factor=PREFETCH,
+                            multiprocessing_context=WORKER_START)
         yield from loader
         return
     sampler = PairSampler(cfg.data, g)
