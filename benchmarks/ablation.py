@@ -19,7 +19,8 @@ it prints:
   deviation over the three seeds;
 - per pair of losses, the paired difference on the same images (each image's PSNR averaged
   over the seeds first): its mean, a 95 % interval (Student's t over the images) and how
-  many images it helps;
+  many images it helps, then its real-content mean seed by seed (the interval is over
+  images; this shows whether the sign holds from one initialisation and data stream to the next);
 
 and writes every number to `OUT/results.json` (and, with `--plot`, a figure).
 
@@ -126,8 +127,9 @@ def report(inputs: dict[str, np.ndarray], runs: dict[tuple[str, int], dict[str, 
     pairs = {}
     print("\nPaired differences (dB; each image's PSNR averaged over the seeds, then the mean over "
           "images with a 95 % interval, and the images it helps):\n")
-    print("| pair | " + " | ".join(groups) + " |")
-    print("|---" * (len(groups) + 1) + "|")
+    print("| pair | " + " | ".join(groups) + " | real content, seed by seed |")
+    print("|---" * (len(groups) + 2) + "|")
+    by_seed = {}
     for x, y in [("a", "b"), ("a", "c"), ("c", "b")]:
         cells = []
         for g in groups:
@@ -135,8 +137,12 @@ def report(inputs: dict[str, np.ndarray], runs: dict[tuple[str, int], dict[str, 
             m, lo, hi = interval(d)
             pairs[f"{x}-{y}", g] = [m, lo, hi, int((d > 0).sum()), len(d)]
             cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int((d > 0).sum())} of {len(d)}")
-        print(f"| {x} − {y} | " + " | ".join(cells) + " |")
-    return {"gain": table, "paired": {f"{p} {g}": v for (p, g), v in pairs.items()}}
+        # the interval is over images; whether the sign holds from one initialisation and data stream to the next
+        by_seed[f"{x}-{y}"] = [float((runs[x, s]["real content"][:, 0] - runs[y, s]["real content"][:, 0]).mean())
+                               for s in seeds]
+        seed_cell = " / ".join(f"{v:+.3f}" for v in by_seed[f"{x}-{y}"])
+        print(f"| {x} − {y} | " + " | ".join(cells) + f" | {seed_cell} |")
+    return {"gain": table, "paired": {f"{p} {g}": v for (p, g), v in pairs.items()}, "paired_by_seed": by_seed}
 
 
 def plot(inputs: dict[str, np.ndarray], runs: dict, seeds: list[int], path: Path) -> None:
