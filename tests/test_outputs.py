@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 import pytest
 
@@ -101,17 +102,34 @@ def test_terminate_becomes_keyboard_interrupt_and_handler_is_restored(tmp_path):
     assert _names(tmp_path) == []
 
 
-def test_an_interrupt_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("to", ["the process", "another thread"])
+def test_an_interrupt_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch, to):
+    """The signal comes the instant the file exists: sent to the process (the main thread holds
+    it) or to another thread (as the kernel may choose, e.g. an OpenMP worker: nothing holds it
+    then, and the main thread is interrupted at its next instruction)."""
+    import threading
+
     from deband.io import outputs
 
-    made = outputs.temporary_beside
+    made, idle = outputs._made, threading.Event()
+    other = threading.Thread(target=idle.wait)
+    other.start()
 
-    def and_interrupted(dst):
-        tmp = made(dst)
-        os.kill(os.getpid(), signal.SIGTERM)  # the file exists; atomic_output has not taken it over yet
-        return tmp
+    def and_interrupted(tmp):
+        made(tmp)
+        if to == "the process":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            signal.pthread_kill(other.ident, signal.SIGTERM)
+            for _ in range(1000):  # the handler runs in the main thread at one of these instructions
+                time.sleep(0.001)
+        return True
 
-    monkeypatch.setattr(outputs, "temporary_beside", and_interrupted)
-    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt(), atomic_output(tmp_path / "a.png") as tmp:
-        tmp.write_bytes(b"never")
+    monkeypatch.setattr(outputs, "_made", and_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt), terminate_as_interrupt(), atomic_output(tmp_path / "a.png") as tmp:
+            tmp.write_bytes(b"never")
+    finally:
+        idle.set()
+        other.join()
     assert _names(tmp_path) == []

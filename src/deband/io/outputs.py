@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -49,21 +49,28 @@ def check_output(dst: str | Path, overwrite: bool = False, sources: Iterable[str
     return dst
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temporary_name(dst: Path) -> Path:
+    """A fresh hidden name `.NAME.partial-XXXXXXXX.EXT` beside dst (nothing is made)."""
+    return dst.parent / f".{dst.stem}.partial-{secrets.token_hex(4)}{dst.suffix}"
+
+
+def _made(tmp: Path) -> bool:
+    """Make tmp, empty, mode 0666 less umask: True, or False where that name exists already."""
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise OutputError(f"{tmp.parent}: cannot write there ({e.strerror})") from None
+    return True
 
 
 def temporary_beside(dst: Path) -> Path:
     """A new empty hidden file `.NAME.partial-XXXXXXXX.EXT` beside dst, mode 0666 less umask."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.partial-", suffix=dst.suffix, dir=dst.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-    except OSError as e:
-        raise OutputError(f"{dst.parent}: cannot write there ({e.strerror})") from None
-    return Path(tmp)
+    tmp = _temporary_name(dst)
+    while not _made(tmp):
+        tmp = _temporary_name(dst)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -73,12 +80,17 @@ def atomic_output(
     """Yield a temporary path beside dst; rename it to dst on success, remove it on failure.
 
     The checks of `check_output` run first. Writing errors (OSError) pass through unchanged,
-    for the caller to word; whatever is raised, the temporary file is gone afterwards.
+    for the caller to word; whatever is raised, the temporary file is gone afterwards. Its
+    name is chosen before it is made, inside the block that removes it: a signal can reach
+    another thread (an OpenMP worker's) and interrupt the main thread at any instruction, so
+    holding signals in the main thread alone (`_interrupts_held`) leaves no gap only this way.
     """
     dst = check_output(dst, overwrite, sources)
     with _interrupts_held() as release:
-        tmp = temporary_beside(dst)
+        tmp = _temporary_name(dst)
         try:
+            while not _made(tmp):
+                tmp = _temporary_name(dst)
             release()  # an interrupt that came while the file was made is raised here, inside the try
             yield tmp
             os.replace(tmp, dst)
