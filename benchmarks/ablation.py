@@ -137,7 +137,6 @@ def report(inputs: dict[str, np.ndarray], runs: dict[tuple[str, int], dict[str, 
             m, lo, hi = interval(d)
             pairs[f"{x}-{y}", g] = [m, lo, hi, int((d > 0).sum()), len(d)]
             cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int((d > 0).sum())} of {len(d)}")
-        # the interval is over images; whether the sign holds from one initialisation and data stream to the next
         by_seed[f"{x}-{y}"] = [float((runs[x, s]["real content"][:, 0] - runs[y, s]["real content"][:, 0]).mean())
                                for s in seeds]
         seed_cell = " / ".join(f"{v:+.3f}" for v in by_seed[f"{x}-{y}"])

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
-from deband.io.outputs import atomic_output, check_output, same_file, temporary_beside, terminate_as_interrupt
+from deband.io.outputs import atomic_output, check_output, same_file, terminate_as_interrupt
 
 
 def _names(folder):
@@ -74,14 +74,15 @@ def test_writer_that_removes_its_temporary_is_fine(tmp_path):
     assert _names(tmp_path) == []
 
 
-def test_temporary_beside_an_unwritable_folder(tmp_path):
+def test_an_unwritable_folder_is_an_output_error(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes anywhere")
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o500)
     try:
         with pytest.raises(OutputError, match="cannot write there"):
-            temporary_beside(folder / "x.png")
+            with atomic_output(folder / "x.png"):
+                pass
     finally:
         folder.chmod(0o700)
 
@@ -104,9 +105,9 @@ def test_terminate_becomes_keyboard_interrupt_and_handler_is_restored(tmp_path):
 
 @pytest.mark.parametrize("to", ["the process", "another thread"])
 def test_an_interrupt_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch, to):
-    """The signal comes the instant the file exists: sent to the process (the main thread holds
-    it) or to another thread (as the kernel may choose, e.g. an OpenMP worker: nothing holds it
-    then, and the main thread is interrupted at its next instruction)."""
+    """The signal comes the instant the file exists: sent to the process, or to another thread
+    (as the kernel may choose, e.g. an OpenMP worker's); either way the main thread is
+    interrupted at its next instruction."""
     import threading
 
     from deband.io import outputs

@@ -16,7 +16,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from deband.errors import OutputError, OutputExistsError, SameFileError
@@ -65,14 +65,6 @@ def _made(tmp: Path) -> bool:
     return True
 
 
-def temporary_beside(dst: Path) -> Path:
-    """A new empty hidden file `.NAME.partial-XXXXXXXX.EXT` beside dst, mode 0666 less umask."""
-    tmp = _temporary_name(dst)
-    while not _made(tmp):
-        tmp = _temporary_name(dst)
-    return tmp
-
-
 @contextlib.contextmanager
 def atomic_output(
     dst: str | Path, overwrite: bool = False, sources: Iterable[str | Path] = ()
@@ -81,44 +73,20 @@ def atomic_output(
 
     The checks of `check_output` run first. Writing errors (OSError) pass through unchanged,
     for the caller to word; whatever is raised, the temporary file is gone afterwards. Its
-    name is chosen before it is made, inside the block that removes it: a signal can reach
-    another thread (an OpenMP worker's) and interrupt the main thread at any instruction, so
-    holding signals in the main thread alone (`_interrupts_held`) leaves no gap only this way.
+    name is chosen before it is made, inside the block that removes it, so an interrupt at
+    any instruction (a signal may reach the main thread through any other thread, whatever
+    the main thread's mask) finds either nothing made or a file the block removes.
     """
     dst = check_output(dst, overwrite, sources)
-    with _interrupts_held() as release:
-        tmp = _temporary_name(dst)
-        try:
-            while not _made(tmp):
-                tmp = _temporary_name(dst)
-            release()  # an interrupt that came while the file was made is raised here, inside the try
-            yield tmp
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[Callable[[], None]]:
-    """SIGINT and SIGTERM wait (main thread, POSIX) until the `release` it yields is called or
-    the block ends, so that no interrupt falls between making a temporary file and the code
-    that removes it."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    held = [True]
-
-    def release() -> None:
-        if held[0]:
-            held[0] = False
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
+    tmp = _temporary_name(dst)
     try:
-        yield release
-    finally:
-        release()
+        while not _made(tmp):
+            tmp = _temporary_name(dst)
+        yield tmp
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
