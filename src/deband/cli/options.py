@@ -127,8 +127,9 @@ def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None
                         "as far as banding could have moved it, which keeps faint detail)")
     if planes == "rgb":  # decoded video never sits on an R'G'B' grid
         p.add_argument("--no-grid", action="store_true",
-                       help="leave channels whose values sit on a coarse grid (an image re-quantised to 4-7 "
-                            "bits) to the network alone (by default the grid stage places each pixel in its cell)")
+                       help="leave channels or planes whose values sit on a coarse grid (an image re-quantised "
+                            "to 4-7 bits, chroma stored at 4-6 bits) to the network alone (by default the grid "
+                            "stages place each pixel in its cell, and 4:2:0 chroma is placed by the luma)")
     what = "R'G'B' channels" if planes == "rgb" else "Y'CbCr planes"
     p.add_argument("--truncated", type=truncation_value, metavar="SOURCE:BITS",
                    help=f"the source's {what} were cut from SOURCE to BITS bits by a bit shift (e.g. 10:8): "

@@ -19,6 +19,7 @@ from deband.errors import ResourceError, SettingError
 from deband.io.pixels import from_codes, levels, peak, rgb_to_ycbcr, ycbcr_to_rgb
 from deband.model.checkpoint import load_model
 from deband.model.indi import sample
+from deband.restore.chroma_cells import restore_cells
 from deband.restore.guard import Guard, _blocks, _full, plane_levels
 from deband.restore.letterbox import keep_bars
 
@@ -185,7 +186,9 @@ class Debander:
     truncation: a source known to be cut by a bit shift, whose offset is added back before
     restoring (see `Truncation`); grid: where a channel's values sit on a coarse grid (a
     re-quantised image), let the model's grid stage place each pixel within its cell (see
-    `deband.model.grid`; models without one restore as without it).
+    `deband.model.grid`; models without one restore as without it), and where the 4:2:0
+    Cb/Cr samples sit on a 4-6-bit grid, place the chroma within their cells by the luma
+    texture (`deband.restore.chroma_cells`; any model).
     """
 
     model: torch.nn.Module
@@ -248,6 +251,8 @@ class Debander:
         stages = getattr(self.model, "grid", None), getattr(self.model, "planes", None)
         if self.grid and stages != (None, None):
             restored = self._on_grid(*stages, raw, rgb, restored)
+        if self.grid:
+            restored = restore_cells(raw, restored, self.guard or Guard())
         return keep_bars(rgb, restored) if self.bars else restored
 
     def _on_grid(self, channels, planes, raw, rgb, restored) -> torch.Tensor:

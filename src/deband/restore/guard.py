@@ -202,6 +202,13 @@ class Guard:
                                 self.plane_levels, inner=True)
         return _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
 
+    def sample_grid(self, codes: torch.Tensor) -> torch.Tensor:
+        """Half the step of the 4-6-bit grid that Cb or Cr samples (m, 1, h, w: 4:2:0 samples
+        as limited-range 8-bit codes) sit on over the window around each tile, as `plane_grid`
+        looks for it; 0 where none. Returns (m, 1, h, w), in codes."""
+        found = self._code_grid(codes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
+        return _full(found, self._half, *codes.shape[-2:])
+
     def wider(self, x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
         """half (n, c, h, w: a grid's half step, per channel or plane, found in x) where it is
         wider than `bound(x)`, 0 elsewhere: texture, where the guard's bound is a fraction of
