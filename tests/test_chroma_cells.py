@@ -79,13 +79,29 @@ def test_nothing_changes_without_a_chroma_grid():
     assert torch.equal(restore_cells(x, x), x)
 
 
-def test_the_restorer_places_chroma_stored_at_few_bits():
+def chroma_psnr(img: np.ndarray, clean: torch.Tensor) -> float:
+    got = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    return psnr(rgb_to_ycbcr(got)[:, 1:], rgb_to_ycbcr(clean)[:, 1:])
+
+
+def test_the_restorer_places_chroma_stored_at_few_bits_when_asked():
     clean = hair(96, 96, seed=2)
-    x = quantise(store_ycbcr(clean, 8, 5, 10), 8)
-    img = x[0].permute(1, 2, 0).numpy()
-    placed = Debander.load(None, "cpu").restore(img)
-    plain = Debander.load(None, "cpu", grid=False).restore(img)
-    truth = rgb_to_ycbcr(clean)[:, 1:]
-    scores = [psnr(rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None])[:, 1:], truth)
-              for v in (placed, plain)]
-    assert scores[0] > scores[1] + 2.0, scores
+    img = quantise(store_ycbcr(clean, 8, 5, 10), 8)[0].permute(1, 2, 0).numpy()
+    placed = Debander.load(None, "cpu", chroma_cells=True).restore(img)
+    plain = Debander.load(None, "cpu").restore(img)
+    assert chroma_psnr(placed, clean) > chroma_psnr(plain, clean) + 2.0
+
+
+def test_the_cli_places_chroma_with_chroma_cells(tmp_path):
+    from deband.cli import main
+    from deband.io.files import read_image, write_image
+
+    clean = hair(64, 64, seed=3)
+    src = tmp_path / "in.png"
+    x = quantise(store_ycbcr(clean, 8, 4, 10), 8)[0].permute(1, 2, 0).numpy()
+    write_image(src, (x * 255).round().astype(np.uint8))
+    assert main(["image", str(src), "-o", str(tmp_path / "plain.png")]) == 0
+    assert main(["image", str(src), "-o", str(tmp_path / "placed.png"), "--chroma-cells"]) == 0
+    plain, placed = (read_image(tmp_path / f"{k}.png").pixels for k in ("plain", "placed"))  # 16-bit by default
+    plain, placed = (v.astype(np.float32) / np.iinfo(v.dtype).max for v in (plain, placed))
+    assert chroma_psnr(placed, clean) > chroma_psnr(plain, clean) + 2.0

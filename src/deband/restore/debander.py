@@ -186,9 +186,10 @@ class Debander:
     truncation: a source known to be cut by a bit shift, whose offset is added back before
     restoring (see `Truncation`); grid: where a channel's values sit on a coarse grid (a
     re-quantised image), let the model's grid stage place each pixel within its cell (see
-    `deband.model.grid`; models without one restore as without it), and where the 4:2:0
-    Cb/Cr samples sit on a 4-6-bit grid, place the chroma within their cells by the luma
-    texture (`deband.restore.chroma_cells`; any model).
+    `deband.model.grid`; models without one restore as without it); chroma_cells: where the
+    4:2:0 Cb/Cr samples sit on a 4-6-bit grid, place the chroma within their cells by the
+    luma texture (`deband.restore.chroma_cells`; any model; off by default: it costs seconds
+    per frame where it acts).
     """
 
     model: torch.nn.Module
@@ -203,6 +204,7 @@ class Debander:
     guard: Guard | None = Guard()
     truncation: Truncation | None = None
     grid: bool = True
+    chroma_cells: bool = False
 
     def __post_init__(self) -> None:
         check_sampling(self.steps, self.strength)
@@ -251,7 +253,7 @@ class Debander:
         stages = getattr(self.model, "grid", None), getattr(self.model, "planes", None)
         if self.grid and stages != (None, None):
             restored = self._on_grid(*stages, raw, rgb, restored)
-        if self.grid:
+        if self.chroma_cells:
             restored = restore_cells(raw, restored, self.guard or Guard())
         return keep_bars(rgb, restored) if self.bars else restored
 
