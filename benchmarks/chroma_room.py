@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from deband.data.pack import Pack
 from deband.io.pixels import quantise, rgb_to_ycbcr
-from deband.restore.chroma_cells import linear_fit, place, samples
+from deband.restore.chroma_cells import linear_fit, on_levels, place, samples
 from deband.synthesis.delivery import store_ycbcr
 
 Estimator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x Cb/Cr, Y', clean Cb/Cr) -> Cb/Cr
@@ -81,12 +81,6 @@ def project(levels: torch.Tensor, y: torch.Tensor, half: float, iterations: int)
     for _ in range(iterations):
         est = levels + (linear_fit(y, est) - levels).clamp(-half, half)
     return est
-
-
-def on_levels(c: torch.Tensor, step: float) -> torch.Tensor:
-    """Cb/Cr values moved onto the grid of limited-range 8-bit codes `step` apart."""
-    codes = c * 224 + 128
-    return ((codes / step).round() * step - 128) / 224
 
 
 def restore(name: str, fn: Estimator | None, c: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, half: float):

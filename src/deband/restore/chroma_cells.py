@@ -14,9 +14,9 @@ the cell bounds it.
 The cells come from the delivered image alone (`cells`): its Cb/Cr are the 4:2:0 samples
 upsampled bilinearly (`deband.io.chroma`), so the samples are recovered by inverting that
 (`samples`: a few fixed-point iterations on the 2 x 2 block means, whose operator's response
-lies in [1/4, 1]), and a
-sample's grid (limited-range 8-bit codes 4, 8 or 16 apart) is where those samples sit on it
-over the window around each tile, as `Guard.plane_grid` finds it in 4:4:4 planes.
+lies in [1/4, 1]), and a sample's grid (limited-range 8-bit codes 4, 8 or 16 apart) is where
+those samples sit on it over the window around each tile, as `Guard.plane_grid` finds it in
+4:4:4 planes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from deband.io.chroma import downsample, upsample
 from deband.io.pixels import rgb_to_ycbcr, ycbcr_to_rgb
-from deband.restore.guard import PLANE_OFFSET, PLANE_SCALE, Guard
+from deband.restore.guard import PLANE_OFFSET, PLANE_SCALE, Guard, _full
 
 SAMPLE_ITERATIONS = 5  # fixed-point iterations recovering the samples (error under 1 % of a code by then)
 SAMPLE_GAIN = 1.5  # their step: 2 / (1 + 1/4), the fastest for a response in [1/4, 1]
@@ -63,8 +63,16 @@ def cells(x: torch.Tensor, guard: Guard = Guard()) -> tuple[torch.Tensor, torch.
     s = samples(rgb_to_ycbcr(downsample(x, hc, wc))[:, 1:])  # the matrix is linear: the planes' block means
     codes = s * PLANE_SCALE[1] + PLANE_OFFSET[1]
     step = 2 * guard.sample_grid(codes.reshape(2 * n, 1, hc, wc)).reshape(n, 2, hc, wc)  # codes; 0 where none
-    levels = torch.where(step > 0, (codes / step.clamp(min=1)).round() * step, codes)
-    return (levels - PLANE_OFFSET[1]) / PLANE_SCALE[1], step / (2 * PLANE_SCALE[1])
+    return on_levels(s, step), step / (2 * PLANE_SCALE[1])
+
+
+def on_levels(c: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
+    """Cb/Cr values (`rgb_to_ycbcr`'s units) moved onto the grid of limited-range 8-bit codes
+    `step` apart (per value, or one for all); those whose step is 0 stay as they are."""
+    codes = c * PLANE_SCALE[1] + PLANE_OFFSET[1]
+    step = torch.as_tensor(step, dtype=c.dtype)
+    codes = torch.where(step > 0, (codes / step.clamp(min=1)).round() * step, codes)
+    return (codes - PLANE_OFFSET[1]) / PLANE_SCALE[1]
 
 
 def linear_fit(guide: torch.Tensor, target: torch.Tensor, window: int = PLACE_WINDOW, eps: float = PLACE_EPS):
@@ -84,11 +92,6 @@ def linear_fit(guide: torch.Tensor, target: torch.Tensor, window: int = PLACE_WI
     return coeffs[:, :c] * guide + coeffs[:, c:]
 
 
-def _spread(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Each 4:2:0 sample's value over its 2 x 2 block: (..., h, w)."""
-    return a.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., :h, :w]
-
-
 def place(
     levels: torch.Tensor, half: torch.Tensor, luma: torch.Tensor, start: torch.Tensor,
     iterations: int = PLACE_ITERATIONS,
@@ -101,8 +104,8 @@ def place(
     for _ in range(iterations):
         est = linear_fit(luma, est)
         off = downsample(est, *levels.shape[-2:]) - levels
-        est = est + _spread(torch.minimum(torch.maximum(off, -half), half) - off, h, w)
-    return torch.where(_spread(half, h, w) > 0, est, start)
+        est = est + _full(torch.minimum(torch.maximum(off, -half), half) - off, 2, h, w)
+    return torch.where(_full(half, 2, h, w) > 0, est, start)
 
 
 def restore_cells(x: torch.Tensor, restored: torch.Tensor, guard: Guard = Guard()) -> torch.Tensor:
@@ -113,6 +116,6 @@ def restore_cells(x: torch.Tensor, restored: torch.Tensor, guard: Guard = Guard(
         return restored
     ycc = rgb_to_ycbcr(restored)
     h, w = x.shape[-2:]
-    start = torch.where(_spread(half, h, w) > 0, upsample(levels, h, w), ycc[:, 1:])
+    start = torch.where(_full(half, 2, h, w) > 0, upsample(levels, h, w), ycc[:, 1:])
     cbcr = place(levels, half, ycc[:, :1], start)
     return ycbcr_to_rgb(torch.cat([ycc[:, :1], cbcr], 1)).clamp(0, 1)

@@ -198,16 +198,18 @@ class Guard:
         n, _, h, w = x.shape
         scale = x.new_tensor(PLANE_SCALE)[:, None, None]
         codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
-        found = self._code_grid(codes.reshape(3 * n, 1, *codes.shape[-2:]), PLANE_BITS, self.plane_share,
-                                self.plane_levels, inner=True)
+        found = self._plane_tiles(codes.reshape(3 * n, 1, *codes.shape[-2:]))
         return _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
 
     def sample_grid(self, codes: torch.Tensor) -> torch.Tensor:
         """Half the step of the 4-6-bit grid that Cb or Cr samples (m, 1, h, w: 4:2:0 samples
         as limited-range 8-bit codes) sit on over the window around each tile, as `plane_grid`
         looks for it; 0 where none. Returns (m, 1, h, w), in codes."""
-        found = self._code_grid(codes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
-        return _full(found, self._half, *codes.shape[-2:])
+        return _full(self._plane_tiles(codes), self._half, *codes.shape[-2:])
+
+    def _plane_tiles(self, codes: torch.Tensor) -> torch.Tensor:
+        """`_code_grid` of plane codes (m, 1, h, w) on the 4-6-bit grids, with the plane settings."""
+        return self._code_grid(codes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
 
     def wider(self, x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
         """half (n, c, h, w: a grid's half step, per channel or plane, found in x) where it is
