@@ -14,7 +14,7 @@ Cb/Cr at 4 or 5 bits (`delivery.store_ycbcr`, from a 10-bit master, rounded), 4:
 - the smoothest values in the cells (projections: smooth at sigma 1 px, clamp to the cell, 10 times);
 - a guided filter of the input's Cb/Cr by Y' (window k px), kept in the cell: a local linear
   prediction of chroma from luma texture, fitted to the quantised chroma;
-- alternating projections (`deband.restore.chroma_cells.place`, which `deband image` runs
+- alternating projections (`deband.restore.cells.place_chroma`, which `deband image` runs
   where it finds such a grid): the values made locally linear in Y' (a guided filter of the
   estimate over 5 px windows), then moved back into their cells (for 4:2:0: each
   2x2 block shifted until its mean is in its cell, so the estimate is at full resolution,
@@ -25,7 +25,7 @@ Cb/Cr at 4 or 5 bits (`delivery.store_ycbcr`, from a 10-bit master, rounded), 4:
   in the cell: what a predictor from luma could reach if it knew each window's fit.
 
 For 4:2:0 the cells are those of the subsampled planes (the samples recovered from the
-input, `chroma_cells.samples`, moved onto their grid), and every estimate but the
+input, `cells.samples`, moved onto their grid), and every estimate but the
 alternating projections is made at that resolution and upsampled bilinearly.
 """
 
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from deband.data.pack import Pack
 from deband.io.pixels import quantise, rgb_to_ycbcr
-from deband.restore.chroma_cells import linear_fit, on_levels, place, samples
+from deband.restore.cells import linear_fit, on_levels, place_chroma, samples
 from deband.synthesis.delivery import store_ycbcr
 
 Estimator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x Cb/Cr, Y', clean Cb/Cr) -> Cb/Cr
@@ -72,11 +72,11 @@ def estimators() -> dict[str, Estimator]:
 
 
 def project(levels: torch.Tensor, y: torch.Tensor, half: float, iterations: int) -> torch.Tensor:
-    """Alternating projections: `chroma_cells.place` for 4:2:0 (levels at half resolution), and
+    """Alternating projections: `cells.place_chroma` for 4:2:0 (levels at half resolution), and
     its 4:4:4 form (every pixel its own cell) otherwise."""
     if levels.shape[-1] != y.shape[-1]:
         start = F.interpolate(levels, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return place(levels, torch.full_like(levels, half), y, start, iterations)
+        return place_chroma(levels, torch.full_like(levels, half), y, start, iterations)
     est = levels
     for _ in range(iterations):
         est = levels + (linear_fit(y, est) - levels).clamp(-half, half)
@@ -109,7 +109,7 @@ def measure(crops: list[torch.Tensor], bits: int, subsampled: bool) -> dict[str,
         y, c, clean_c = ycc[:, :1], ycc[:, 1:], truth[:, 1:]
         if subsampled:  # the cells are the subsampled planes'; estimates at that resolution
             y, c, clean_c = F.avg_pool2d(y, 2), samples(F.avg_pool2d(c, 2)), F.avg_pool2d(clean_c, 2)
-        c = on_levels(c, step)
+        c = (on_levels(c * 224 + 128, step) - 128) / 224
         for name, fn in estimators().items():
             est = ycc[:, 1:] if name == "input" else restore(name, fn, c, y, clean_c, half)
             if subsampled and name != "input":
@@ -123,7 +123,7 @@ def measure(crops: list[torch.Tensor], bits: int, subsampled: bool) -> dict[str,
 
 def on_grid(crops: list[torch.Tensor], bits: int) -> tuple[float, float]:
     """The share of 4:2:0 Cb/Cr within 0.75 code of their grid, cut to `bits`: the delivered
-    planes' 2 x 2 block means, and the samples recovered from them (`chroma_cells.samples`)."""
+    planes' 2 x 2 block means, and the samples recovered from them (`cells.samples`)."""
     step, shares = 2.0 ** (8 - bits), []
     for clean in crops:
         x = quantise(store_ycbcr(clean[None], 8, bits, 10), 8)

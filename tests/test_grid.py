@@ -113,7 +113,7 @@ def test_on_a_grid_the_stage_places_pixels_within_their_cells(staged_model):
     img = x.permute(1, 2, 0).numpy()
     placed = Debander(model=staged_model).restore(img)
     plain = Debander(model=staged_model, grid=False).restore(img)
-    assert np.abs(placed - img).max() <= 1 / 62 + 1e-6
+    assert np.abs(placed - np.round(img * 31) / 31).max() <= 1 / 62 + 1e-6  # the cells of the 5-bit levels
     assert not np.array_equal(placed, plain)
 
 
@@ -250,8 +250,8 @@ def test_the_channel_stage_leaves_7_bit_grids_to_the_restorer(staged_model):
     assert float(Guard().grid_bound(x[None]).min()) > 0  # found
     img = x.permute(1, 2, 0).numpy()
     placed = Debander(model=staged_model).restore(img)
-    plain = Debander(model=staged_model, grid=False).restore(img)
-    assert np.array_equal(placed, plain)
+    without_stages = Debander(model=network()).restore(img)  # the frame's cells still apply to both
+    assert np.array_equal(placed, without_stages)
 
 
 def test_stages_act_only_where_the_restored_image_is_textured():
@@ -271,8 +271,8 @@ def test_a_staged_model_leaves_a_smooth_6_bit_ramp_to_the_restorer(staged_model)
     assert float((Guard().grid_bound(x[None]) > 0).float().mean()) > 0.9  # its grid is found
     img = x.permute(1, 2, 0).numpy()
     placed = Debander(model=staged_model).restore(img)
-    plain = Debander(model=staged_model, grid=False).restore(img)
-    assert np.array_equal(placed, plain)
+    without_stages = Debander(model=network()).restore(img)  # the frame's cells still apply to both
+    assert np.array_equal(placed, without_stages)
 
 
 @pytest.mark.parametrize("tile", [2048, 256])  # one network tile; several, and the stages' windows at most that

@@ -127,11 +127,10 @@ def add_restore_options(p: argparse.ArgumentParser, planes: str = "rgb") -> None
                         "as far as banding could have moved it, which keeps faint detail)")
     if planes == "rgb":  # decoded video never sits on an R'G'B' grid
         p.add_argument("--no-grid", action="store_true",
-                       help="leave channels whose values sit on a coarse grid (an image re-quantised to 4-7 "
-                            "bits) to the network alone (by default the grid stage places each pixel in its cell)")
-        p.add_argument("--chroma-cells", action="store_true",
-                       help="where 4:2:0 chroma was stored at 4-6 bits, place Cb/Cr within their cells by the "
-                            "luma texture (slower: seconds per 1080p image where it acts)")
+                       help="leave values that sit on a coarse grid (an image re-quantised to 4-7 bits, chroma "
+                            "stored at 4-6 bits) to the network alone (by default each is placed within its cell: "
+                            "by the model's grid stages, and by the luma texture where a whole channel or plane "
+                            "sits on one grid)")
     what = "R'G'B' channels" if planes == "rgb" else "Y'CbCr planes"
     p.add_argument("--truncated", type=truncation_value, metavar="SOURCE:BITS",
                    help=f"the source's {what} were cut from SOURCE to BITS bits by a bit shift (e.g. 10:8): "
@@ -161,8 +160,7 @@ def load_debander(args: argparse.Namespace, device: str | None = None):
                          tile=args.tile, overlap=min(256, args.tile // 4), seed=args.seed,
                          bars=not args.restore_bars, guard=None if args.no_guard else Guard(),
                          truncation=Truncation(*cut, args.truncation_planes) if cut else None,
-                         grid=not getattr(args, "no_grid", getattr(args, "truncation_planes", "rgb") != "rgb"),
-                         chroma_cells=getattr(args, "chroma_cells", False))
+                         grid=not getattr(args, "no_grid", getattr(args, "truncation_planes", "rgb") != "rgb"))
 
 
 def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:

@@ -77,6 +77,7 @@ class Guard:
     chroma_grid_tolerance: float = 0.75  # 8-bit codes: Cb/Cr from rounded R'G'B' lie this close to their level
     plane_share: float = 0.95  # share of a window's Y' (Cb, Cr) codes on a 4-6-bit grid for `plane_grid`
     plane_levels: int = 3  # levels of that grid a window must span
+    frame_share: float = 0.9  # share of a whole plane's varying codes on a grid for `frame_grid`
 
     def __post_init__(self) -> None:
         if self.block < 1:
@@ -198,18 +199,33 @@ class Guard:
         n, _, h, w = x.shape
         scale = x.new_tensor(PLANE_SCALE)[:, None, None]
         codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
-        found = self._plane_tiles(codes.reshape(3 * n, 1, *codes.shape[-2:]))
+        planes = codes.reshape(3 * n, 1, *codes.shape[-2:])
+        found = self._code_grid(planes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
         return _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
 
-    def sample_grid(self, codes: torch.Tensor) -> torch.Tensor:
-        """Half the step of the 4-6-bit grid that Cb or Cr samples (m, 1, h, w: 4:2:0 samples
-        as limited-range 8-bit codes) sit on over the window around each tile, as `plane_grid`
-        looks for it; 0 where none. Returns (m, 1, h, w), in codes."""
-        return _full(self._plane_tiles(codes), self._half, *codes.shape[-2:])
-
-    def _plane_tiles(self, codes: torch.Tensor) -> torch.Tensor:
-        """`_code_grid` of plane codes (m, 1, h, w) on the 4-6-bit grids, with the plane settings."""
-        return self._code_grid(codes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
+    def frame_grid(
+        self, codes: torch.Tensor, usable: torch.Tensor, steps: tuple[float, ...], tolerance: float
+    ) -> torch.Tensor:
+        """The coarsest of `steps` (in codes, coarsest first) whose multiples a whole plane's
+        codes (m, 1, h, w) sit on, one per plane (a frame is stored at one depth); 0 where none.
+        Only the codes that `usable` (m, 1, h, w, bool) marks count, and of those only the ones
+        that differ from a neighbour (in flat areas one value sits on a grid by chance): at
+        least `frame_share` of them within `tolerance` of a multiple, spanning `plane_levels`
+        of them, and at least `FRAME_CODES`. Returns (m,), in codes."""
+        dx, dy = _neighbour_diffs(codes)
+        counted = usable & ((dx > self.flat_diff / CODE) | (dy > self.flat_diff / CODE))
+        found = codes.new_zeros(codes.shape[0])
+        for i, (c, keep) in enumerate(zip(codes, counted)):
+            v = c[keep]
+            if v.numel() < FRAME_CODES:
+                continue
+            for q in steps:  # coarser first: values on a coarse grid often sit on finer ones too
+                level = (v / q).round()
+                on = (v - level * q).abs() < tolerance
+                if float(on.float().mean()) >= self.frame_share and level[on].unique().numel() >= self.plane_levels:
+                    found[i] = q
+                    break
+        return found
 
     def wider(self, x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
         """half (n, c, h, w: a grid's half step, per channel or plane, found in x) where it is
@@ -240,6 +256,8 @@ class Guard:
 
 
 GRID_BITS = (7, 6, 5, 4)  # the grids `Guard.grid_bound` looks for, finer first
+FRAME_CODES = 64  # `frame_grid` finds no grid in a plane with fewer varying codes than this
+FRAME_BITS = (4, 5, 6)  # the grids `frame_grid` is asked for, coarsest first
 PLANE_BITS = (6, 5, 4)  # the grids `Guard.plane_grid` looks for, finer first
 PLANE_SCALE = (219.0, 224.0, 224.0)  # limited-range 8-bit codes of Y', Cb, Cr = value * scale + offset
 PLANE_OFFSET = (16.0, 128.0, 128.0)
