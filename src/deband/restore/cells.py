@@ -75,9 +75,10 @@ def frame_steps(x: torch.Tensor, guard: Guard = Guard()) -> tuple[torch.Tensor, 
     codes = (x[..., ::2, ::2] * 255).round().reshape(n * c, 1, -(-h // 2), -(-w // 2))  # every other: plenty
     usable = (codes > 0) & (codes < 255)  # the ends of the range sit on every grid
     channels = guard.frame_grid(codes, usable, CHANNEL_STEPS, CHANNEL_TOLERANCE).reshape(n, c)
-    codes = _sample_codes(x)
+    rgb = _planes(x)
+    codes = _sample_codes(rgb)
     hc, wc = codes.shape[-2:]
-    unclipped = torch.from_numpy(np.stack([_unclipped(image) for image in _planes(x)]))[:, None]  # (n, 1, hc, wc)
+    unclipped = torch.from_numpy(np.stack([_unclipped(image) for image in rgb]))[:, None]  # (n, 1, hc, wc)
     usable = unclipped.expand(n, 2, hc, wc) & ((codes - 128).abs() > CHROMA_TOLERANCE)  # neutral is on every grid
     chroma = guard.frame_grid(codes.reshape(2 * n, 1, hc, wc), usable.reshape(2 * n, 1, hc, wc), CHROMA_STEPS,
                               CHROMA_TOLERANCE)
@@ -97,11 +98,9 @@ def place_cells(x: torch.Tensor, restored: torch.Tensor, channels: torch.Tensor,
         restored = place_channels(levels, half, rgb_to_ycbcr(restored)[:, :1], restored).clamp(0, 1)
     if not bool(chroma.any()):
         return restored
-    steps = chroma[..., None, None].to(x.dtype)
-    levels = on_levels(_sample_codes(x), steps)
-    half = (steps / (2 * PLANE_SCALE[1])).expand(levels.shape)
+    levels, half = _chroma_cells(x, chroma)
     ycc = rgb_to_ycbcr(restored)
-    cbcr = place_chroma((levels - PLANE_OFFSET[1]) / PLANE_SCALE[1], half, ycc[:, :1], ycc[:, 1:])
+    cbcr = place_chroma(levels, half, ycc[:, :1], ycc[:, 1:])
     change = ycbcr_to_rgb(torch.cat([torch.zeros_like(ycc[:, :1]), cbcr - ycc[:, 1:]], 1))  # linear: Y' kept
     return (restored + within_gamut(restored, change) * change).clamp(0, 1)
 
@@ -116,8 +115,7 @@ def channel_cells(x: torch.Tensor, guard: Guard = Guard()) -> tuple[torch.Tensor
 def _channel_cells(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`channel_cells` of x (n, c, h, w) given its channels' steps (n, c) in codes."""
     steps = steps[..., None, None].to(x.dtype)
-    levels = torch.where(steps > 0, (x * 255 / steps.clamp(min=1)).round() * steps / 255, x)
-    return levels, (steps / 510).expand(x.shape)
+    return on_levels(x * 255, steps) / 255, (steps / 510).expand(x.shape)
 
 
 def place_channels(
@@ -145,9 +143,12 @@ def _place_channel(
     """One channel plane of `place_channels`, with its guide's `_guide` statistics."""
     low, high = levels - half, levels + half
     est = kept = np.clip(start, low, high)
+    fits = explained(guide, levels, half)
+    if not fits.any():  # colourful texture throughout: nothing to fit
+        return kept
     for _ in range(iterations):
         est = np.clip(_fit(guide, est, PLACE_WINDOW), low, high)
-    return np.where(explained(guide, levels, half), est, kept)
+    return np.where(fits, est, kept)
 
 
 def _each(jobs: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
@@ -188,15 +189,22 @@ def chroma_cells(x: torch.Tensor, guard: Guard = Guard()) -> tuple[torch.Tensor,
     """The 4:2:0 Cb/Cr samples of R'G'B' x (n, 3, h, w) on their grid's levels, and half that
     grid's step, both (n, 2, ceil(h/2), ceil(w/2)) in `rgb_to_ycbcr`'s units; half is 0
     (and the level the recovered sample) in a plane where no grid is found."""
-    steps = frame_steps(x, guard)[1][..., None, None]
-    codes = on_levels(_sample_codes(x), steps)
-    return (codes - PLANE_OFFSET[1]) / PLANE_SCALE[1], (steps / (2 * PLANE_SCALE[1])).expand(codes.shape).clone()
+    levels, half = _chroma_cells(x, frame_steps(x, guard)[1])
+    return levels, half.clone()
 
 
-def _sample_codes(x: torch.Tensor) -> torch.Tensor:
-    """The 4:2:0 Cb/Cr samples of R'G'B' x (n, 3, h, w), recovered (`samples`), as
+def _chroma_cells(x: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`chroma_cells` of x (n, 3, h, w) given its Cb/Cr planes' steps (n, 2) in codes (half
+    spread, not copied)."""
+    steps = steps[..., None, None].to(x.dtype)
+    codes = on_levels(_sample_codes(_planes(x)), steps)
+    return (codes - PLANE_OFFSET[1]) / PLANE_SCALE[1], (steps / (2 * PLANE_SCALE[1])).expand(codes.shape)
+
+
+def _sample_codes(rgb: np.ndarray) -> torch.Tensor:
+    """The 4:2:0 Cb/Cr samples of R'G'B' planes rgb (n, 3, h, w), recovered (`samples`), as
     limited-range 8-bit codes: (n, 2, ceil(h/2), ceil(w/2))."""
-    means = torch.from_numpy(np.stack([[_halved(c) for c in image] for image in _planes(x)]))
+    means = torch.from_numpy(np.stack([[_halved(c) for c in image] for image in rgb]))
     s = samples(rgb_to_ycbcr(means)[:, 1:])  # the matrix is linear: the planes' block means
     return s * PLANE_SCALE[1] + PLANE_OFFSET[1]
 
@@ -218,8 +226,8 @@ def _unclipped(rgb: np.ndarray) -> np.ndarray:
 
 
 def on_levels(codes: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
-    """Limited-range 8-bit codes moved onto the nearest multiple of `step` (per value, or one
-    for all); those whose step is 0 stay as they are."""
+    """8-bit codes (full or limited range) moved onto the nearest multiple of `step` (per
+    value, or one for all); those whose step is 0 stay as they are."""
     step = torch.as_tensor(step, dtype=codes.dtype)
     return torch.where(step > 0, (codes / step.clamp(min=1)).round() * step, codes)
 

@@ -199,8 +199,8 @@ class Guard:
         n, _, h, w = x.shape
         scale = x.new_tensor(PLANE_SCALE)[:, None, None]
         codes = rgb_to_ycbcr(x[:, :, ::2, ::2]) * scale + x.new_tensor(PLANE_OFFSET)[:, None, None]
-        planes = codes.reshape(3 * n, 1, *codes.shape[-2:])
-        found = self._code_grid(planes, PLANE_BITS, self.plane_share, self.plane_levels, inner=True)
+        found = self._code_grid(codes.reshape(3 * n, 1, *codes.shape[-2:]), PLANE_BITS, self.plane_share,
+                                self.plane_levels, inner=True)
         return _full(found, 2 * self._half, h, w).reshape(n, 3, h, w) / scale
 
     def frame_grid(
